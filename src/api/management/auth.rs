@@ -1,0 +1,54 @@
+//! `POST /management/v1/auth/token` and `POST /management/v1/auth/logout`.
+
+use crate::api::auth::Principal;
+use crate::app::App;
+use crate::error::Result;
+use crate::http::{Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize, Default)]
+struct TokenRequest {
+    operator_secret: Option<String>,
+    // Names the original gateway accepted, kept for drop-in clients.
+    operator_passkey: Option<String>,
+    api_token: Option<String>,
+}
+
+/// Exchanges the operator secret for an 8-hour access token.
+pub fn token(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+    let body: TokenRequest = request.json_opt()?.unwrap_or_default();
+    let presented = body
+        .operator_secret
+        .or(body.operator_passkey)
+        .or(body.api_token);
+    let issued = crate::operator::login(
+        &app.store,
+        &app.login_throttle,
+        &app.operator_secret,
+        presented.as_deref(),
+        &request.client_ip(),
+    )?;
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({
+            "access_token": issued.token,
+            "token_type": "bearer",
+            "token_id": issued.id,
+            "expires_in": crate::operator::TOKEN_TTL_MS / 1000,
+            "expires_at": crate::clock::rfc3339(issued.expires_at),
+        }),
+    ))
+}
+
+/// Revokes the access token the request carries.
+pub fn logout(app: &App, request: &Request, principal: &Principal) -> Result<Response> {
+    let revoked = match principal {
+        Principal::Operator(credential) => crate::operator::logout(&app.store, credential)?,
+        Principal::Anonymous => false,
+    };
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({ "revoked": revoked }),
+    ))
+}

@@ -1,0 +1,5 @@
+//! Handlers of `/management/v1/*`: one file per resource.
+
+pub mod auth;
+pub mod overview;
+pub mod version;

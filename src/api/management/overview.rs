@@ -1,0 +1,58 @@
+//! `GET /management/v1/overview`: uptime, version, storage and provider configuration, counts.
+
+use crate::api::auth::Principal;
+use crate::app::App;
+use crate::error::Result;
+use crate::http::{Request, Response};
+use serde_json::json;
+
+/// The operator's landing summary.
+pub fn get(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+    let now_ms = crate::clock::now_ms();
+    let active_tokens = app
+        .store
+        .read(|conn| crate::store::operator_tokens::count_active(conn, now_ms))?;
+    let schema_version = app.store.schema_version()?;
+    let database_bytes = std::fs::metadata(app.store.path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let providers: Vec<_> = app
+        .config
+        .providers
+        .iter()
+        .into_iter()
+        .map(|(name, provider)| {
+            json!({
+                "name": name,
+                "enabled": provider.is_enabled(),
+                "binary": provider.binary,
+                "default_model": provider.default_model,
+                "models": provider.models,
+            })
+        })
+        .collect();
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({
+            "version": crate::VERSION,
+            "started_at": crate::clock::rfc3339(app.started_at_ms),
+            "uptime_seconds": app.uptime().as_secs(),
+            "storage": {
+                "data_dir": app.config.storage.data_dir.display().to_string(),
+                "database_path": app.store.path().display().to_string(),
+                "database_bytes": database_bytes,
+                "schema_version": schema_version,
+            },
+            "workspaces_root": app.config.workspace.root.display().to_string(),
+            "server": {
+                "api_workers": app.config.server.workers,
+                "turn_workers": app.config.server.turn_workers,
+            },
+            "counts": {
+                "operator_tokens_active": active_tokens,
+                "providers_enabled": providers.iter().filter(|p| p["enabled"] == true).count(),
+            },
+            "providers": providers,
+        }),
+    ))
+}

@@ -1,0 +1,48 @@
+//! `GET /management/v1/version?check_updates=`: the running version and, on request, the release check.
+
+use crate::api::auth::Principal;
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::release::{CheckStatus, ReleaseCheck};
+use serde_json::{json, Value};
+
+/// The version, plus the latest release when `check_updates=true` and checking is enabled.
+pub fn get(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+    let check_updates = match request.query_param("check_updates") {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(Error::bad_param(
+                "check_updates",
+                format!("expected true or false, got `{other}`"),
+            ))
+        }
+    };
+    let release = crate::release::check_cached(app, check_updates);
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({"name": "codara", "version": crate::VERSION, "release_check": release_json(&release)}),
+    ))
+}
+
+/// The wire form of a release check.
+pub fn release_json(check: &ReleaseCheck) -> Value {
+    json!({
+        "enabled": check.enabled,
+        "status": match check.status {
+            CheckStatus::Disabled => "disabled",
+            CheckStatus::NotChecked => "not_checked",
+            CheckStatus::Unconfigured => "unconfigured",
+            CheckStatus::Ok => "ok",
+            CheckStatus::Unavailable => "unavailable",
+        },
+        "repository": check.repository,
+        "current_version": check.current_version,
+        "latest_version": check.latest_version,
+        "update_available": check.update_available,
+        "release_url": check.release_url,
+        "error": check.error,
+        "cached": check.cached,
+    })
+}

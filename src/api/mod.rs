@@ -1,0 +1,9 @@
+//! HTTP handlers: plain functions from a parsed request and the app to a response.
+//!
+//! Owns the JSON wire types (only `api/` builds request/response JSON) and the mapping of
+//! credentials to a [`auth::Principal`]. Must not run SQL: it calls domain modules and `store`.
+
+pub mod auth;
+pub mod health;
+pub mod management;
+pub mod openai;

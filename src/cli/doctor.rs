@@ -1,0 +1,172 @@
+//! `codara doctor`: checks configuration, data dir, database, vault and each provider CLI.
+//!
+//! Read-mostly: it never takes the server lock, so it runs beside a live server.
+
+use crate::config::Config;
+use crate::error::Result;
+use std::os::unix::fs::PermissionsExt;
+
+const HELP: &str = "\
+Usage: codara doctor [--config FILE]
+
+Checks the configuration, the data directory, the database, the vault key and
+each provider CLI (found on PATH or at [providers.<p>].binary, and its version).
+Exit code 1 when a required check fails; missing CLIs are warnings.
+";
+
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+fn report(level: Level, what: &str, detail: &str) -> bool {
+    let tag = match level {
+        Level::Ok => "ok  ",
+        Level::Warn => "warn",
+        Level::Fail => "FAIL",
+    };
+    println!("{tag}  {what:<10} {detail}");
+    !matches!(level, Level::Fail)
+}
+
+/// Runs every check and prints one line each.
+pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
+    if super::wants_help(&mut args, HELP) {
+        return Ok(0);
+    }
+    let overrides = super::config_flag(&mut args)?;
+    super::finish(args)?;
+    let mut healthy = true;
+    let config = match Config::load(&overrides) {
+        Ok(config) => {
+            let source = config.source.as_ref().map(|p| p.display().to_string());
+            report(
+                Level::Ok,
+                "config",
+                &source.unwrap_or_else(|| "built-in defaults (no codara.toml)".into()),
+            );
+            config
+        }
+        Err(error) => {
+            report(Level::Fail, "config", &error.to_string());
+            return Ok(1);
+        }
+    };
+
+    let data_dir = &config.storage.data_dir;
+    match std::fs::metadata(data_dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            let level = if mode & 0o077 == 0 {
+                Level::Ok
+            } else {
+                Level::Warn
+            };
+            healthy &= report(
+                level,
+                "data dir",
+                &format!("{} (mode {mode:o})", data_dir.display()),
+            );
+        }
+        Err(_) => {
+            report(
+                Level::Warn,
+                "data dir",
+                &format!(
+                    "{} does not exist yet; `codara serve` creates it",
+                    data_dir.display()
+                ),
+            );
+        }
+    }
+
+    let db_path = config.storage.database_path();
+    if db_path.exists() {
+        match crate::store::Store::open(&db_path) {
+            Ok(store) => {
+                let version = store.schema_version().unwrap_or(0);
+                healthy &= report(
+                    Level::Ok,
+                    "database",
+                    &format!(
+                        "{} (schema {version} of {})",
+                        db_path.display(),
+                        crate::store::latest_schema_version()
+                    ),
+                );
+                let has_key =
+                    config.secrets.master_key.is_some() || data_dir.join("master.key").exists();
+                if has_key {
+                    let checked =
+                        crate::vault::Vault::load(config.secrets.master_key.as_deref(), data_dir)
+                            .and_then(|vault| vault.check_against(&store).map(|_| vault));
+                    healthy &= match checked {
+                        Ok(vault) => report(
+                            Level::Ok,
+                            "vault",
+                            &format!("master key {}", vault.key_id()),
+                        ),
+                        Err(error) => report(Level::Fail, "vault", &error.to_string()),
+                    };
+                } else {
+                    healthy &= report(
+                        Level::Fail,
+                        "vault",
+                        "no UAG_MASTER_KEY and no master.key beside a database",
+                    );
+                }
+            }
+            Err(error) => healthy &= report(Level::Fail, "database", &error.to_string()),
+        }
+    } else {
+        report(
+            Level::Warn,
+            "database",
+            &format!("{} does not exist yet", db_path.display()),
+        );
+    }
+
+    let lock = data_dir.join("codara.lock");
+    if let Ok(pid) = std::fs::read_to_string(&lock) {
+        if !pid.trim().is_empty() && std::path::Path::new("/proc").join(pid.trim()).exists() {
+            report(
+                Level::Ok,
+                "server",
+                &format!("running (pid {})", pid.trim()),
+            );
+        }
+    }
+
+    for (name, provider) in config.providers.iter() {
+        if !provider.is_enabled() {
+            report(Level::Ok, name, "disabled");
+            continue;
+        }
+        match crate::providers::find_binary(&provider.binary, &config.host.path) {
+            None => {
+                report(
+                    Level::Warn,
+                    name,
+                    &format!(
+                        "`{}` not found on PATH; turns for {name} will fail with 503",
+                        provider.binary
+                    ),
+                );
+            }
+            Some(path) => match crate::providers::cli_version(&path, &config.host) {
+                Ok(version) => {
+                    report(Level::Ok, name, &format!("{} — {version}", path.display()));
+                }
+                Err(error) => {
+                    report(
+                        Level::Warn,
+                        name,
+                        &format!("{}: --version failed: {error}", path.display()),
+                    );
+                }
+            },
+        }
+    }
+    Ok(if healthy { 0 } else { 1 })
+}

@@ -1,0 +1,111 @@
+//! Command-line entry: parses arguments with pico-args and dispatches to one file per command.
+//!
+//! Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error. `--help` short-circuits
+//! before any disk access. Must not talk HTTP to a running server: commands use the data dir.
+#![allow(clippy::print_stdout)] // The CLI is where Codara speaks to a terminal.
+
+pub mod doctor;
+pub mod serve;
+pub mod version;
+
+use crate::config::Overrides;
+use crate::error::Error;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const HELP: &str = "\
+codara — an OpenAI-compatible gateway for the Codex, Gemini and OpenCode CLIs
+
+Usage: codara <command> [options]
+
+Commands:
+  serve     Run the gateway (HTTP API, dashboard)
+  version   Print the version; --check asks for the latest release
+  doctor    Check configuration, storage, vault and the provider CLIs
+  help      Show this help
+
+Run `codara <command> --help` for a command's options.
+";
+
+/// Runs the command line and returns the process exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let mut args = pico_args::Arguments::from_vec(args);
+    let command = match args.subcommand() {
+        Ok(command) => command,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let result = match command.as_deref() {
+        None if args.contains(["-V", "--version"]) => {
+            println!("codara {}", crate::VERSION);
+            return 0;
+        }
+        None if args.contains(["-h", "--help"]) => {
+            print!("{HELP}");
+            return 0;
+        }
+        None => {
+            print!("{HELP}");
+            return 2;
+        }
+        Some("help") => {
+            print!("{HELP}");
+            return 0;
+        }
+        Some("serve") => serve::run(args),
+        Some("version") => version::run(args),
+        Some("doctor") => doctor::run(args),
+        Some(other) => return usage_error(&format!("unknown command `{other}`")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!("error: {message}\nRun `codara --help` for usage.");
+    2
+}
+
+/// Prints `help` and returns true when `--help`/`-h` was given.
+fn wants_help(args: &mut pico_args::Arguments, help: &str) -> bool {
+    if args.contains(["-h", "--help"]) {
+        print!("{help}");
+        true
+    } else {
+        false
+    }
+}
+
+/// Reads `--config PATH`.
+fn config_flag(args: &mut pico_args::Arguments) -> Result<Overrides, Error> {
+    let config_path: Option<PathBuf> = args
+        .opt_value_from_os_str("--config", |s| {
+            Ok::<PathBuf, std::convert::Infallible>(PathBuf::from(s))
+        })
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    Ok(Overrides {
+        config_path,
+        ..Overrides::default()
+    })
+}
+
+/// Fails with a usage error when arguments are left over.
+fn finish(args: pico_args::Arguments) -> Result<(), Error> {
+    let rest = args.finish();
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        let rest: Vec<String> = rest
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        Err(Error::bad_request(format!(
+            "unexpected argument(s): {}",
+            rest.join(" ")
+        )))
+    }
+}

@@ -1,0 +1,92 @@
+//! `codara serve`: take the data-dir lock, open storage and the vault, bind, print, serve.
+
+use crate::app::App;
+use crate::config::Config;
+use crate::datadir::{self, SecretSource};
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+const HELP: &str = "\
+Usage: codara serve [--host HOST] [--port PORT] [--config FILE]
+
+Runs the gateway until SIGTERM or SIGINT.
+
+Options:
+  --host HOST     Address to bind (default 127.0.0.1; env CODARA_HOST)
+  --port PORT     Port to bind, 0 for any free port (default 8000; env CODARA_PORT)
+  --config FILE   codara.toml to read (default ./codara.toml; env CODARA_CONFIG)
+  -h, --help      Show this help
+";
+
+/// Runs the server; returns the exit code.
+pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
+    if super::wants_help(&mut args, HELP) {
+        return Ok(0);
+    }
+    let mut overrides = super::config_flag(&mut args)?;
+    overrides.host = args
+        .opt_value_from_str("--host")
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    overrides.port = args
+        .opt_value_from_str("--port")
+        .map_err(|e| Error::bad_request(format!("--port: {e} (expected 0-65535)")))?;
+    super::finish(args)?;
+
+    let config = Config::load(&overrides)?;
+    let data_dir = config.storage.data_dir.clone();
+    datadir::ensure_private_dir(&data_dir)?;
+    let _lock = datadir::InstanceLock::acquire(&data_dir)?;
+    crate::telemetry::init(
+        &config.logging.level,
+        config.logging.json,
+        Some(config.log_root()),
+    );
+    let (secret, secret_source) =
+        datadir::operator_secret(config.secrets.operator_secret.as_deref(), &data_dir)?;
+    let bind = (config.server.host.clone(), config.server.port);
+    let app = App::open(config, secret)?;
+    let listener =
+        TcpListener::bind((bind.0.as_str(), bind.1)).map_err(|e| Error::Unavailable {
+            code: "bind_failed",
+            message: format!("cannot listen on {}:{}: {e}", bind.0, bind.1),
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("listener", e))?;
+
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Codara {} listening on http://{local}", crate::VERSION);
+    let _ = writeln!(out, "Dashboard: http://{local}/dashboard");
+    match &secret_source {
+        SecretSource::Generated(path) => {
+            let _ = writeln!(
+                out,
+                "Operator secret (generated; shown only this once): {}",
+                app.operator_secret
+            );
+            let _ = writeln!(
+                out,
+                "  kept in {} — set API_TOKEN to use your own",
+                path.display()
+            );
+        }
+        SecretSource::File(path) => {
+            let _ = writeln!(out, "Operator secret: kept in {}", path.display());
+        }
+        SecretSource::Configured => {
+            let _ = writeln!(out, "Operator secret: from API_TOKEN");
+        }
+    }
+    let _ = out.flush();
+    drop(out);
+    log::info!(
+        "codara {} listening on http://{local}; data dir {}; vault key {}",
+        crate::VERSION,
+        data_dir.display(),
+        app.vault.key_id()
+    );
+    crate::http::serve(Arc::new(app), listener)?;
+    Ok(0)
+}

@@ -1,0 +1,1009 @@
+//! Configuration: `codara.toml`, the `.env` beside it, and the environment, merged and validated.
+//!
+//! Precedence, highest first: command-line flags, environment, `codara.toml`, `.env`, built-in
+//! defaults. This is the only module that reads environment variables, and it reads only the names
+//! in [`ENV_NAMES`], so no generic variable (`USERNAME`, `ENABLED`, ...) can leak in. Must not
+//! open the database or touch the network.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every environment variable Codara reads; nothing else is looked at.
+pub const ENV_NAMES: &[&str] = &[
+    "API_TOKEN",
+    "UAG_MGMT_SECRET",
+    "UAG_WORKSPACES_ROOT",
+    "UAG_DATABASE_PATH",
+    "UAG_CODEX_STALL_TIMEOUT_SECONDS",
+    "UAG_GEMINI_STALL_TIMEOUT_SECONDS",
+    "UAG_OPENCODE_STALL_TIMEOUT_SECONDS",
+    "UAG_CODEX_AUTH_PATH",
+    "UAG_GEMINI_AUTH_PATH",
+    "UAG_OPENCODE_AUTH_PATH",
+    "UAG_RELEASE_REPOSITORY",
+    "UAG_RELEASE_CHECK_ENABLED",
+    "UAG_MASTER_KEY",
+    "CODARA_HOST",
+    "CODARA_PORT",
+    "CODARA_CONFIG",
+];
+
+/// Host variables read to build child environments (never configuration).
+pub const HOST_ENV_NAMES: &[&str] = &["PATH", "HOME"];
+
+/// The validated configuration every other module reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`: listening address, pools and request limits.
+    pub server: ServerConfig,
+    /// `[storage]`: where the database, master key and CLI homes live.
+    pub storage: StorageConfig,
+    /// `[workspace]`: the managed workspaces tree.
+    pub workspace: WorkspaceConfig,
+    /// `[providers.*]`: one block per agent CLI.
+    pub providers: ProvidersConfig,
+    /// `[accounts]`: the provider account pool.
+    pub accounts: AccountsConfig,
+    /// `[users]`: defaults for provisioned users.
+    pub users: UsersConfig,
+    /// `[logging]`: runtime log output.
+    pub logging: LoggingConfig,
+    /// `[telemetry]`: trace files.
+    pub telemetry: TelemetryConfig,
+    /// `[release]`: the optional latest-release check.
+    pub release: ReleaseConfig,
+    /// `[channels]`: chat channels (Telegram).
+    pub channels: ChannelsConfig,
+    /// Secrets that come only from the environment or `.env`, never from `codara.toml`.
+    #[serde(skip)]
+    pub secrets: Secrets,
+    /// The config file that was read, if any.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// The host's `PATH` and `HOME`, the only host variables a child CLI may see.
+    #[serde(skip)]
+    pub host: HostEnv,
+}
+
+/// The host variables children inherit; everything else in their environment is built by Codara.
+#[derive(Debug, Clone, Default)]
+pub struct HostEnv {
+    /// `PATH`, or a conventional default.
+    pub path: String,
+    /// `HOME`, when set.
+    pub home: Option<PathBuf>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind; `CODARA_HOST` overrides.
+    pub host: String,
+    /// Port to bind, 0 for an ephemeral one; `CODARA_PORT` overrides.
+    pub port: u16,
+    /// Workers of the pool for short requests.
+    pub workers: usize,
+    /// Workers of the pool for agent turns (the bound on concurrent CLI runs).
+    pub turn_workers: usize,
+    /// Largest accepted request body.
+    pub max_body_bytes: u64,
+    /// Seconds a client may take to send its request body (and to accept response bytes).
+    pub read_timeout_seconds: u64,
+    /// Seconds running requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_seconds: u64,
+    /// The externally reachable base URL (for Telegram webhooks and printed links).
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port: 8000,
+            workers: 8,
+            turn_workers: 4,
+            max_body_bytes: 10 * 1024 * 1024,
+            read_timeout_seconds: 30,
+            shutdown_grace_seconds: 30,
+            public_url: None,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Holds `codara.db`, `master.key`, `operator.secret`, `homes/` and the lock file.
+    pub data_dir: PathBuf,
+    /// Overrides `<data_dir>/codara.db`; `UAG_DATABASE_PATH` overrides.
+    pub database_path: Option<PathBuf>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("data"),
+            database_path: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The SQLite file to open.
+    pub fn database_path(&self) -> PathBuf {
+        self.database_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("codara.db"))
+    }
+}
+
+/// `[workspace]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkspaceConfig {
+    /// Root of every managed workspace; `UAG_WORKSPACES_ROOT` overrides.
+    pub root: PathBuf,
+    /// Seconds a turn waits for its session or workspace lock before a 409.
+    pub lock_timeout_seconds: u64,
+    /// Template for new projects.
+    pub default_template: String,
+}
+
+impl Default for WorkspaceConfig {
+    fn default() -> Self {
+        WorkspaceConfig {
+            root: PathBuf::from("workspaces"),
+            lock_timeout_seconds: 30,
+            default_template: "default".to_string(),
+        }
+    }
+}
+
+/// `[providers]`: the three supported CLIs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvidersConfig {
+    /// `[providers.codex]`.
+    pub codex: ProviderConfig,
+    /// `[providers.gemini]`.
+    pub gemini: ProviderConfig,
+    /// `[providers.opencode]`.
+    pub opencode: ProviderConfig,
+}
+
+impl ProvidersConfig {
+    /// Each provider's name and block, in a fixed order.
+    pub fn iter(&self) -> [(&'static str, &ProviderConfig); 3] {
+        [
+            ("codex", &self.codex),
+            ("gemini", &self.gemini),
+            ("opencode", &self.opencode),
+        ]
+    }
+}
+
+/// How much of the machine a CLI may touch; approvals are always off, so this is the confinement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sandbox {
+    /// Writes only inside the workspace.
+    #[default]
+    WorkspaceWrite,
+    /// No sandbox.
+    FullAccess,
+}
+
+/// `[providers.<name>]`. Empty strings and lists are filled with the provider's defaults at load.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// Whether requests may use this provider.
+    pub enabled: Option<bool>,
+    /// Executable name or path.
+    pub binary: String,
+    /// Model used for `uag-<provider>` and requests without a model.
+    pub default_model: String,
+    /// Model ids advertised by `/v1/models`.
+    pub models: Vec<String>,
+    /// Seconds without any output before the run is killed; 0 disables.
+    pub stall_timeout_seconds: Option<u64>,
+    /// Seconds a whole turn may take; 0 disables.
+    pub turn_timeout_seconds: Option<u64>,
+    /// Extra arguments appended to every command line.
+    pub extra_args: Vec<String>,
+    /// Extra environment for the CLI process.
+    pub env: BTreeMap<String, String>,
+    /// Confinement of the run.
+    pub sandbox: Sandbox,
+    /// The host login file to use (gemini/opencode); `UAG_<P>_AUTH_PATH` overrides.
+    pub auth_path: Option<PathBuf>,
+}
+
+impl ProviderConfig {
+    /// Whether the provider is enabled (default true).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    /// The stall timeout in seconds (default 600; 0 = off).
+    pub fn stall_timeout(&self) -> u64 {
+        self.stall_timeout_seconds.unwrap_or(600)
+    }
+
+    /// The whole-turn timeout in seconds (default 3600; 0 = off).
+    pub fn turn_timeout(&self) -> u64 {
+        self.turn_timeout_seconds.unwrap_or(3600)
+    }
+
+    fn fill_defaults(&mut self, name: &str) {
+        let (binary, model, models): (&str, &str, &[&str]) = match name {
+            "codex" => ("codex", "gpt-5-codex", &["gpt-5-codex", "gpt-5"]),
+            "gemini" => (
+                "gemini",
+                "gemini-2.5-pro",
+                &["gemini-2.5-pro", "gemini-2.5-flash"],
+            ),
+            _ => ("opencode", "opencode/big-pickle", &["opencode/big-pickle"]),
+        };
+        if self.binary.is_empty() {
+            self.binary = binary.to_string();
+        }
+        if self.default_model.is_empty() {
+            self.default_model = model.to_string();
+        }
+        if self.models.is_empty() {
+            self.models = models.iter().map(|m| m.to_string()).collect();
+        }
+        if !self.models.contains(&self.default_model) {
+            self.models.insert(0, self.default_model.clone());
+        }
+    }
+}
+
+/// `[accounts]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Seconds between background usage refreshes; 0 disables the refresher.
+    pub refresh_interval_seconds: u64,
+    /// Usage endpoints asked for each account's quota windows, in order.
+    pub usage_endpoints: Vec<String>,
+    /// OAuth token endpoint for refreshing Codex access tokens.
+    pub oauth_token_url: String,
+    /// OAuth client id for that endpoint.
+    pub oauth_client_id: String,
+    /// Below this percentage of remaining quota the CLI-primary account is passed over.
+    pub headroom_threshold_percent: f64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            refresh_interval_seconds: 900,
+            usage_endpoints: vec!["https://chatgpt.com/backend-api/wham/usage".to_string()],
+            oauth_token_url: "https://auth.openai.com/oauth/token".to_string(),
+            oauth_client_id: "app_EMoamEEZ73f0CkXaXp7hrann".to_string(),
+            headroom_threshold_percent: 10.0,
+        }
+    }
+}
+
+/// `[users]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersConfig {
+    /// Concurrent turns a new user may run.
+    pub default_max_concurrency: u32,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            default_max_concurrency: 2,
+        }
+    }
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// error, warn, info, debug or trace.
+    pub level: String,
+    /// JSON lines (true) or plain text (false) on stderr; the file is always JSON lines.
+    pub json: bool,
+    /// Directory of `codara-YYYY-MM-DD.jsonl`; default `<data_dir>/logs`.
+    pub root: Option<PathBuf>,
+    /// Days of log files to keep.
+    pub retention_days: u32,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".to_string(),
+            json: true,
+            root: None,
+            retention_days: 30,
+        }
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Whether traces are written.
+    pub enabled: bool,
+    /// Directory of trace partitions; default `<data_dir>/traces`.
+    pub trace_root: Option<PathBuf>,
+    /// Days of trace partitions to keep.
+    pub trace_retention_days: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            enabled: true,
+            trace_root: None,
+            trace_retention_days: 30,
+        }
+    }
+}
+
+/// `[release]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseConfig {
+    /// Whether `version --check` and `?check_updates=true` may call out.
+    pub enabled: bool,
+    /// `owner/repo` (or a GitHub URL) whose latest release is compared.
+    pub repository: Option<String>,
+    /// Base of the GitHub-compatible API.
+    pub api_base_url: String,
+    /// Timeout of one check.
+    pub check_timeout_seconds: u64,
+    /// How long the management endpoint reuses a result.
+    pub check_cache_ttl_seconds: u64,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig {
+            enabled: false,
+            repository: None,
+            api_base_url: "https://api.github.com".to_string(),
+            check_timeout_seconds: 3,
+            check_cache_ttl_seconds: 21_600,
+        }
+    }
+}
+
+/// `[channels]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// `[channels.telegram]`.
+    pub telegram: TelegramConfig,
+}
+
+/// `[channels.telegram]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// Whether the channel runs.
+    pub enabled: bool,
+    /// `webhook` or `polling`.
+    pub receive_mode: String,
+    /// Bot API base URL.
+    pub api_base: String,
+    /// The bots, `[[channels.telegram.bots]]`.
+    pub bots: Vec<TelegramBot>,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            enabled: false,
+            receive_mode: "polling".to_string(),
+            api_base: "https://api.telegram.org".to_string(),
+            bots: Vec::new(),
+        }
+    }
+}
+
+/// One `[[channels.telegram.bots]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramBot {
+    /// Name used in the webhook path.
+    pub name: String,
+    /// Bot token from BotFather.
+    pub token: String,
+    /// Whether this bot runs.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// The bot's @username, for `/cmd@bot` forms.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Secrets taken from the environment (or `.env`) only.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// The operator secret (`API_TOKEN`, alias `UAG_MGMT_SECRET`).
+    pub operator_secret: Option<String>,
+    /// The vault master key (`UAG_MASTER_KEY`).
+    pub master_key: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Secrets")
+            .field("operator_secret", &shown(&self.operator_secret))
+            .field("master_key", &shown(&self.master_key))
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            workspace: WorkspaceConfig::default(),
+            providers: ProvidersConfig::default(),
+            accounts: AccountsConfig::default(),
+            users: UsersConfig::default(),
+            logging: LoggingConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            release: ReleaseConfig::default(),
+            channels: ChannelsConfig::default(),
+            secrets: Secrets::default(),
+            source: None,
+            host: HostEnv::default(),
+        };
+        config.fill_provider_defaults();
+        config
+    }
+}
+
+/// What the command line says about configuration; flags win over everything.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config`.
+    pub config_path: Option<PathBuf>,
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+}
+
+/// Reads the allowed environment variables of this process.
+#[allow(clippy::disallowed_methods)] // The one place that reads the environment.
+pub fn process_env() -> BTreeMap<String, String> {
+    ENV_NAMES
+        .iter()
+        .chain(HOST_ENV_NAMES)
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .map(|value| (name.to_string(), value))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Loads the configuration for this process: flags, its environment, the files.
+    pub fn load(overrides: &Overrides) -> Result<Config> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        Config::load_from(overrides, &process_env(), &cwd)
+    }
+
+    /// Loads with an explicit environment and working directory (what tests call).
+    pub fn load_from(
+        overrides: &Overrides,
+        env: &BTreeMap<String, String>,
+        cwd: &Path,
+    ) -> Result<Config> {
+        let (path, must_exist) = match (&overrides.config_path, env.get("CODARA_CONFIG")) {
+            (Some(path), _) => (cwd.join(path), true),
+            (None, Some(path)) if !path.is_empty() => (cwd.join(path), true),
+            _ => (cwd.join("codara.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+            Err(e) => {
+                return Err(Error::Config {
+                    source: path.display().to_string(),
+                    key: "(file)".to_string(),
+                    reason: format!("cannot read the config file: {e}"),
+                })
+            }
+        };
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cwd.to_path_buf());
+        let (mut config, table) = match &text {
+            Some(text) => parse_file(text, &path)?,
+            None => (Config::default(), toml::Table::new()),
+        };
+        if text.is_some() {
+            config.source = Some(path.clone());
+            config.resolve_file_paths(&base_dir);
+        }
+
+        let dotenv_path = base_dir.join(".env");
+        let dotenv = match std::fs::read_to_string(&dotenv_path) {
+            Ok(text) => parse_dotenv(&text),
+            Err(_) => BTreeMap::new(),
+        };
+        // `.env` sits below the file: it applies only where the file is silent.
+        for (name, value) in &dotenv {
+            if !ENV_NAMES.contains(&name.as_str()) || env.contains_key(name) {
+                continue;
+            }
+            if env_key_path(name).is_some_and(|key| table_has(&table, key)) {
+                continue;
+            }
+            config.apply_env(
+                name,
+                value,
+                &format!("{} (.env)", dotenv_path.display()),
+                &base_dir,
+            )?;
+        }
+        for (name, value) in env {
+            config.apply_env(name, value, &format!("environment variable {name}"), cwd)?;
+        }
+        config.host = HostEnv {
+            path: env
+                .get("PATH")
+                .cloned()
+                .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_string()),
+            home: env.get("HOME").map(PathBuf::from),
+        };
+        if let Some(host) = &overrides.host {
+            config.server.host = host.clone();
+        }
+        if let Some(port) = overrides.port {
+            config.server.port = port;
+        }
+        config.fill_provider_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `[logging].root`, defaulting under the data dir.
+    pub fn log_root(&self) -> PathBuf {
+        self.logging
+            .root
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("logs"))
+    }
+
+    /// `[telemetry].trace_root`, defaulting under the data dir.
+    pub fn trace_root(&self) -> PathBuf {
+        self.telemetry
+            .trace_root
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("traces"))
+    }
+
+    fn fill_provider_defaults(&mut self) {
+        self.providers.codex.fill_defaults("codex");
+        self.providers.gemini.fill_defaults("gemini");
+        self.providers.opencode.fill_defaults("opencode");
+    }
+
+    /// Relative paths in the file are relative to the file, not to wherever codara was started.
+    fn resolve_file_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.storage.data_dir);
+        join(&mut self.workspace.root);
+        for p in [
+            &mut self.storage.database_path,
+            &mut self.logging.root,
+            &mut self.telemetry.trace_root,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            join(p);
+        }
+    }
+
+    fn apply_env(&mut self, name: &str, value: &str, source: &str, base: &Path) -> Result<()> {
+        let bad = |reason: String| Error::Config {
+            source: source.to_string(),
+            key: env_key_path(name).unwrap_or(name).to_string(),
+            reason,
+        };
+        let path = |v: &str| {
+            let p = PathBuf::from(v);
+            if p.is_relative() {
+                base.join(p)
+            } else {
+                p
+            }
+        };
+        let seconds = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(format!("expected a whole number of seconds, got `{v}`")))
+        };
+        match name {
+            "API_TOKEN" => self.secrets.operator_secret = non_empty(value),
+            // API_TOKEN is the primary name; the alias fills in only when it is absent.
+            "UAG_MGMT_SECRET" if self.secrets.operator_secret.is_none() => {
+                self.secrets.operator_secret = non_empty(value)
+            }
+            "UAG_MASTER_KEY" => self.secrets.master_key = non_empty(value),
+            "UAG_WORKSPACES_ROOT" => self.workspace.root = path(value),
+            "UAG_DATABASE_PATH" => self.storage.database_path = Some(path(value)),
+            "UAG_CODEX_STALL_TIMEOUT_SECONDS" => {
+                self.providers.codex.stall_timeout_seconds = Some(seconds(value)?)
+            }
+            "UAG_GEMINI_STALL_TIMEOUT_SECONDS" => {
+                self.providers.gemini.stall_timeout_seconds = Some(seconds(value)?)
+            }
+            "UAG_OPENCODE_STALL_TIMEOUT_SECONDS" => {
+                self.providers.opencode.stall_timeout_seconds = Some(seconds(value)?)
+            }
+            "UAG_CODEX_AUTH_PATH" => self.providers.codex.auth_path = Some(path(value)),
+            "UAG_GEMINI_AUTH_PATH" => self.providers.gemini.auth_path = Some(path(value)),
+            "UAG_OPENCODE_AUTH_PATH" => self.providers.opencode.auth_path = Some(path(value)),
+            "UAG_RELEASE_REPOSITORY" => self.release.repository = non_empty(value),
+            "UAG_RELEASE_CHECK_ENABLED" => {
+                self.release.enabled = parse_bool(value)
+                    .ok_or_else(|| bad(format!("expected true or false, got `{value}`")))?
+            }
+            "CODARA_HOST" => self.server.host = value.trim().to_string(),
+            "CODARA_PORT" => {
+                self.server.port = value
+                    .trim()
+                    .parse::<u16>()
+                    .map_err(|_| bad(format!("expected a port number 0-65535, got `{value}`")))?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let source = self
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "configuration".to_string());
+        let fail = |key: &str, reason: &str| {
+            Err(Error::Config {
+                source: source.clone(),
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.server.host.trim().is_empty() {
+            return fail("server.host", "must not be empty");
+        }
+        if self.server.workers == 0 || self.server.workers > 1024 {
+            return fail("server.workers", "must be between 1 and 1024");
+        }
+        if self.server.turn_workers == 0 || self.server.turn_workers > 256 {
+            return fail("server.turn_workers", "must be between 1 and 256");
+        }
+        if self.server.max_body_bytes < 1024 {
+            return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.server.read_timeout_seconds == 0 {
+            return fail("server.read_timeout_seconds", "must be at least 1");
+        }
+        if let Some(url) = &self.server.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return fail("server.public_url", "must start with http:// or https://");
+            }
+        }
+        if !matches!(
+            self.logging.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return fail(
+                "logging.level",
+                "must be one of error, warn, info, debug, trace",
+            );
+        }
+        if !matches!(
+            self.channels.telegram.receive_mode.as_str(),
+            "webhook" | "polling"
+        ) {
+            return fail(
+                "channels.telegram.receive_mode",
+                "must be webhook or polling",
+            );
+        }
+        if !matches!(
+            self.workspace.default_template.as_str(),
+            "default" | "python" | "docs" | "empty"
+        ) {
+            return fail(
+                "workspace.default_template",
+                "must be one of default, python, docs, empty",
+            );
+        }
+        if !(0.0..=100.0).contains(&self.accounts.headroom_threshold_percent) {
+            return fail(
+                "accounts.headroom_threshold_percent",
+                "must be between 0 and 100",
+            );
+        }
+        if !(self.release.api_base_url.starts_with("http://")
+            || self.release.api_base_url.starts_with("https://"))
+        {
+            return fail(
+                "release.api_base_url",
+                "must start with http:// or https://",
+            );
+        }
+        for (name, provider) in self.providers.iter() {
+            if provider.binary.trim().is_empty() {
+                return fail(&format!("providers.{name}.binary"), "must not be empty");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TOML key an environment variable overrides, for `.env` precedence and error messages.
+fn env_key_path(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "UAG_WORKSPACES_ROOT" => "workspace.root",
+        "UAG_DATABASE_PATH" => "storage.database_path",
+        "UAG_CODEX_STALL_TIMEOUT_SECONDS" => "providers.codex.stall_timeout_seconds",
+        "UAG_GEMINI_STALL_TIMEOUT_SECONDS" => "providers.gemini.stall_timeout_seconds",
+        "UAG_OPENCODE_STALL_TIMEOUT_SECONDS" => "providers.opencode.stall_timeout_seconds",
+        "UAG_CODEX_AUTH_PATH" => "providers.codex.auth_path",
+        "UAG_GEMINI_AUTH_PATH" => "providers.gemini.auth_path",
+        "UAG_OPENCODE_AUTH_PATH" => "providers.opencode.auth_path",
+        "UAG_RELEASE_REPOSITORY" => "release.repository",
+        "UAG_RELEASE_CHECK_ENABLED" => "release.enabled",
+        "CODARA_HOST" => "server.host",
+        "CODARA_PORT" => "server.port",
+        _ => return None,
+    })
+}
+
+fn table_has(table: &toml::Table, dotted: &str) -> bool {
+    let mut current = table;
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match current.get(part) {
+            Some(toml::Value::Table(inner)) if parts.peek().is_some() => current = inner,
+            Some(_) if parts.peek().is_none() => return true,
+            _ => return false,
+        }
+    }
+    false
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<(Config, toml::Table)> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
+    let config: Config = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
+    Ok((config, table))
+}
+
+/// Turns a toml error into "file:line: key: reason", finding the key from the error's span.
+fn toml_error(text: &str, path: &Path, error: &toml::de::Error) -> Error {
+    let reason = error.message().trim().to_string();
+    let (line_no, key) = match error.span() {
+        Some(span) => locate_key(text, span.start, span.end),
+        None => (0, "(file)".to_string()),
+    };
+    let source = if line_no > 0 {
+        format!("{}:{line_no}", path.display())
+    } else {
+        path.display().to_string()
+    };
+    Error::Config {
+        source,
+        key,
+        reason,
+    }
+}
+
+fn locate_key(text: &str, start: usize, end: usize) -> (usize, String) {
+    let start = start.min(text.len());
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_end = text[start..]
+        .find('\n')
+        .map(|i| start + i)
+        .unwrap_or(text.len());
+    let line = &text[line_start..line_end];
+    let spanned = text.get(start..end.min(text.len())).unwrap_or("").trim();
+    let key = match line.find('=') {
+        Some(eq) => line[..eq].trim().trim_matches('"').to_string(),
+        None => spanned.trim_matches(|c| c == '[' || c == ']').to_string(),
+    };
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = match header {
+        Some(header) if !line.trim_start().starts_with('[') && !key.is_empty() => {
+            format!("{header}.{key}")
+        }
+        _ if key.is_empty() => "(file)".to_string(),
+        _ => key,
+    };
+    (line_no, key)
+}
+
+/// Parses `KEY=VALUE` lines: `#` comments, optional `export `, one layer of matching quotes.
+pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = match value.as_bytes() {
+            [b'"', .., b'"'] | [b'\'', .., b'\''] if value.len() >= 2 => &value[1..value.len() - 1],
+            _ => value,
+        };
+        out.insert(key.trim().to_string(), value.to_string());
+    }
+    out
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: Option<&str>, dotenv: Option<&str>, env: &[(&str, &str)]) -> Result<Config> {
+        let dir = std::env::temp_dir().join(crate::crypto::random_id("codara-config-test-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(text) = toml_text {
+            std::fs::write(dir.join("codara.toml"), text).unwrap();
+        }
+        if let Some(text) = dotenv {
+            std::fs::write(dir.join(".env"), text).unwrap();
+        }
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let result = Config::load_from(&Overrides::default(), &env, &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    fn check_error(toml_text: &str, expected: &str) {
+        let error = load(Some(toml_text), None, &[]).unwrap_err().to_string();
+        assert!(error.contains(expected), "`{error}` lacks `{expected}`");
+    }
+
+    #[test]
+    fn defaults_without_any_file() {
+        let config = load(None, None, &[]).unwrap();
+        assert_eq!(config.server.host, "127.0.0.1");
+        assert_eq!(config.server.port, 8000);
+        assert_eq!(config.providers.gemini.default_model, "gemini-2.5-pro");
+        assert_eq!(config.providers.codex.stall_timeout(), 600);
+        assert!(config.source.is_none());
+    }
+
+    #[test]
+    fn precedence_env_over_file_over_dotenv() {
+        let file = "[server]\nport = 9001\n";
+        let dotenv = "CODARA_PORT=9002\nCODARA_HOST=0.0.0.0\nAPI_TOKEN='from-dotenv'\n";
+        let config = load(Some(file), Some(dotenv), &[]).unwrap();
+        assert_eq!(config.server.port, 9001, "file beats .env");
+        assert_eq!(config.server.host, "0.0.0.0", ".env beats defaults");
+        assert_eq!(
+            config.secrets.operator_secret.as_deref(),
+            Some("from-dotenv")
+        );
+        let config = load(Some(file), Some(dotenv), &[("CODARA_PORT", "9003")]).unwrap();
+        assert_eq!(config.server.port, 9003, "env beats file");
+    }
+
+    #[test]
+    fn api_token_wins_over_alias() {
+        let config = load(
+            None,
+            None,
+            &[("UAG_MGMT_SECRET", "alias"), ("API_TOKEN", "primary")],
+        )
+        .unwrap();
+        assert_eq!(config.secrets.operator_secret.as_deref(), Some("primary"));
+        let config = load(None, None, &[("UAG_MGMT_SECRET", "alias")]).unwrap();
+        assert_eq!(config.secrets.operator_secret.as_deref(), Some("alias"));
+    }
+
+    #[test]
+    fn provider_defaults_survive_partial_blocks() {
+        let config = load(
+            Some("[providers.gemini]\nstall_timeout_seconds = 5\n"),
+            None,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.providers.gemini.binary, "gemini");
+        assert_eq!(config.providers.gemini.stall_timeout(), 5);
+    }
+
+    #[test]
+    fn validation_errors_name_file_key_and_reason() {
+        check_error(
+            "[server]\nbogus = 1\n",
+            "codara.toml:2: server.bogus: unknown field `bogus`",
+        );
+        check_error("[server]\nport = 70000\n", "server.port");
+        check_error("[server]\nport = \"eighty\"\n", "server.port: invalid type");
+        check_error(
+            "[logging]\nlevel = \"loud\"\n",
+            "logging.level: must be one of",
+        );
+        check_error("[nonsense]\n", "unknown field `nonsense`");
+    }
+
+    #[test]
+    fn bad_env_values_are_reported() {
+        let error = load(None, None, &[("CODARA_PORT", "abc")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("environment variable CODARA_PORT"),
+            "{error}"
+        );
+        assert!(error.contains("server.port"), "{error}");
+    }
+
+    #[test]
+    fn dotenv_parsing() {
+        let parsed = parse_dotenv("# c\nexport A=1\nB=\"two\"\nC='3'\nbroken\n");
+        assert_eq!(parsed.get("A").map(String::as_str), Some("1"));
+        assert_eq!(parsed.get("B").map(String::as_str), Some("two"));
+        assert_eq!(parsed.get("C").map(String::as_str), Some("3"));
+        assert_eq!(parsed.len(), 3);
+    }
+}

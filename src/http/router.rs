@@ -1,0 +1,111 @@
+//! The route table: one `match` from (path segments) to the handlers and the access each needs.
+//!
+//! Read top to bottom; each group notes which pool runs it. Must not contain handler logic: a
+//! route names a plain function in `api/` and the credential it requires.
+
+use crate::api;
+use crate::app::App;
+use crate::error::Result;
+use crate::http::{Request, Response};
+
+/// A handler: a plain function of the app, the parsed request and the authenticated caller.
+pub type Handler = fn(&App, &Request, &api::auth::Principal) -> Result<Response>;
+
+/// The credential a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (liveness, login, the dashboard shell).
+    Public,
+    /// An operator token or the operator secret.
+    Operator,
+    /// Any authenticated caller of the OpenAI plane.
+    Client,
+}
+
+/// What a method and path resolve to.
+pub enum Route {
+    /// A handler and its access rule.
+    Found(Handler, Access),
+    /// The path exists with other methods (listed for `Allow`).
+    MethodNotAllowed(String),
+    /// No such path.
+    NotFound,
+}
+
+/// Whether the request runs on the `turns` pool (agent turns) rather than the `api` pool.
+pub fn runs_on_turn_pool(url: &str) -> bool {
+    let path = url.split('?').next().unwrap_or("");
+    let path = path.trim_end_matches('/');
+    path == "/v1/chat/completions" || path == "/management/v1/playground/chat"
+}
+
+/// Resolves a method and the path's segments.
+pub fn route(method: &str, segments: &[&str]) -> Route {
+    use Access::{Client, Operator, Public};
+    let method = if method == "HEAD" { "GET" } else { method };
+    let methods: &[(&str, Handler, Access)] = match segments {
+        // Public routes (api pool).
+        [] => &[("GET", api::health::root, Public)],
+        ["healthz"] => &[("GET", api::health::healthz, Public)],
+        ["dashboard", ..] => &[("GET", crate::http::assets::dashboard, Public)],
+
+        // OpenAI-compatible plane. `chat/completions` runs on the turns pool.
+        ["v1", "models"] => &[("GET", api::openai::models, Client)],
+        ["v1", "chat", "completions"] => &[("POST", api::openai::chat_completions, Client)],
+
+        // Management plane (api pool).
+        ["management", "v1", "auth", "token"] => &[("POST", api::management::auth::token, Public)],
+        ["management", "v1", "auth", "logout"] => {
+            &[("POST", api::management::auth::logout, Operator)]
+        }
+        ["management", "v1", "overview"] => &[("GET", api::management::overview::get, Operator)],
+        ["management", "v1", "version"] => &[("GET", api::management::version::get, Operator)],
+        _ => return Route::NotFound,
+    };
+    match methods.iter().find(|(m, _, _)| *m == method) {
+        Some((_, handler, access)) => Route::Found(*handler, *access),
+        None => {
+            let mut allowed: Vec<&str> = methods.iter().map(|(m, _, _)| *m).collect();
+            if allowed.contains(&"GET") {
+                allowed.push("HEAD");
+            }
+            Route::MethodNotAllowed(allowed.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(method: &str, path: &str, expected: &str) {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let got = match route(method, &segments) {
+            Route::Found(_, access) => format!("{access:?}"),
+            Route::MethodNotAllowed(allowed) => format!("405 {allowed}"),
+            Route::NotFound => "404".to_string(),
+        };
+        assert_eq!(got, expected, "{method} {path}");
+    }
+
+    #[test]
+    fn table() {
+        check("GET", "/healthz", "Public");
+        check("HEAD", "/healthz", "Public");
+        check("POST", "/healthz", "405 GET, HEAD");
+        check("GET", "/dashboard/a/b", "Public");
+        check("POST", "/management/v1/auth/token", "Public");
+        check("GET", "/management/v1/auth/token", "405 POST");
+        check("GET", "/management/v1/overview", "Operator");
+        check("GET", "/management/v1/nope", "404");
+        check("GET", "/v1/models", "Client");
+        check("GET", "/v1/chat/completions", "405 POST");
+    }
+
+    #[test]
+    fn turn_pool_paths() {
+        assert!(runs_on_turn_pool("/v1/chat/completions?x=1"));
+        assert!(runs_on_turn_pool("/management/v1/playground/chat"));
+        assert!(!runs_on_turn_pool("/v1/models"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The SQLite database: connections, pragmas, and the numbered embedded migrations.
+//!
+//! Owns opening `codara.db` (WAL, busy timeout, foreign keys) and the `schema_migrations` table.
+//! Each other table is owned by exactly one submodule, which holds its queries. Must not contain
+//! policy (who may do what): callers decide, this layer stores.
+
+pub mod meta;
+pub mod operator_tokens;
+
+use crate::error::{Error, Result};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The append-only list of migrations. Never edit or reorder an entry; add a new one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("migrations/001_foundation.sql"),
+)];
+
+const READERS: usize = 4;
+
+/// Handles to one SQLite database: a single writer and a few readers (WAL lets them overlap).
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<Result<_>>()?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read connection. Prefer a free reader; wait on one only when all are taken.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        for reader in &self.readers {
+            if let Ok(conn) = reader.try_lock() {
+                return f(&conn);
+            }
+        }
+        let slot = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        f(&lock(&self.readers[slot]))
+    }
+
+    /// Runs `f` inside one immediate write transaction, committed when `f` succeeds.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::sql("beginning a write transaction"))?;
+        let value = f(&tx)?;
+        tx.commit()
+            .map_err(Error::sql("committing a write transaction"))?;
+        Ok(value)
+    }
+
+    /// The highest applied migration.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(Error::sql("reading the schema version"))
+        })
+    }
+}
+
+/// The newest schema this build knows.
+pub fn latest_schema_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+fn lock(mutex: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding a connection leaves no half-state: SQLite rolled back the transaction.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Sql {
+        op: "opening the database",
+        source,
+    })?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(Error::sql("setting busy_timeout"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(Error::sql("setting pragmas"))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .map_err(Error::sql("starting the migration transaction"))?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )
+    .map_err(Error::sql("creating schema_migrations"))?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(Error::sql("reading the schema version"))?;
+    let latest = latest_schema_version();
+    if current > latest {
+        return Err(Error::Internal(format!(
+            "the database schema is version {current}, newer than this codara knows ({latest}); \
+             run a newer codara or restore a backup"
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql)
+            .map_err(Error::sql("applying a migration"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, crate::clock::now_ms()],
+        )
+        .map_err(Error::sql("recording a migration"))?;
+        log::info!("applied database migration {version:03}_{name}");
+    }
+    tx.commit().map_err(Error::sql("committing migrations"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+            [],
+        )
+        .unwrap();
+        let error = migrate(&mut conn).unwrap_err().to_string();
+        assert!(error.contains("newer than this codara"), "{error}");
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version, i as i64 + 1);
+        }
+    }
+}
