@@ -33,9 +33,10 @@ RUN if [ -f /tmp/codara-scripts/clis/package.json ]; then \
  && rm -rf /tmp/codara-scripts
 ENV PATH=/opt/codara-clis/node_modules/.bin:$PATH
 COPY --from=builder /src/dist/codara-x86_64-linux-musl /usr/local/bin/codara
+COPY scripts/docker/codara.toml /etc/codara/codara.toml
 RUN mkdir -p /data /workspaces /logs /config
 VOLUME ["/data", "/workspaces", "/logs", "/config"]
-ENV CODARA_CONFIG=/config/codara.toml \
-    UAG_WORKSPACES_ROOT=/workspaces
+# Point CODARA_CONFIG at /config/codara.toml once you mount one there.
+ENV CODARA_CONFIG=/etc/codara/codara.toml
 EXPOSE 8000
 CMD ["codara", "serve", "--host", "0.0.0.0"]

@@ -1006,4 +1006,28 @@ mod tests {
         assert_eq!(parsed.get("C").map(String::as_str), Some("3"));
         assert_eq!(parsed.len(), 3);
     }
+
+    #[test]
+    fn the_example_config_is_valid_with_every_key_uncommented() {
+        let example = include_str!("../codara.toml.example");
+        let uncommented: String = example
+            .lines()
+            .map(|line| {
+                let body = line.strip_prefix("# ").unwrap_or("");
+                let key_like = body.starts_with('[')
+                    || body.split_once(" = ").is_some_and(|(k, _)| {
+                        k.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    });
+                if key_like {
+                    format!("{body}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let config = load(Some(&uncommented), None, &[]).unwrap();
+        assert_eq!(config.server.public_url.as_deref(), Some("https://codara.example.com"));
+        assert_eq!(config.channels.telegram.bots.len(), 1);
+        assert_eq!(config.providers.codex.env.get("SOME_VAR").map(String::as_str), Some("value"));
+    }
 }

@@ -1,0 +1,66 @@
+# Codara — build, run, test, package. `make help` lists the targets.
+#
+# The two set-up commands of the README:
+#   make serve   build and run on embedded defaults (./data, ./workspaces, generated secret)
+#   make test    every test: unit + integration against the real binary
+
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+DESTDIR ?=
+ARGS    ?=
+
+.PHONY: help build release serve test lint fmt bench install uninstall clean
+
+help:
+	@echo "make serve         build (release) and run codara on embedded defaults"
+	@echo "make test          unit + integration tests"
+	@echo "make lint          cargo fmt --check + clippy -D warnings"
+	@echo "make bench         start-up, idle RSS, binary size, management req/s + p99"
+	@echo "make build         debug build"
+	@echo "make release       optimized build: target/release/codara"
+	@echo "make static        fully static x86_64 musl binary: dist/codara-x86_64-linux-musl"
+	@echo "make static-arm64  fully static aarch64 musl binary: dist/codara-aarch64-linux-musl"
+	@echo "make install       install to \$$(PREFIX) (default /usr/local)"
+	@echo "make clean         remove build outputs"
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+	@ls -l target/release/codara
+
+serve: release
+	./target/release/codara serve $(ARGS)
+
+test:
+	$(CARGO) test --lib --bins --tests
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+bench:
+	$(CARGO) build --release
+	$(CARGO) bench --bench gateway
+
+install: release
+	install -Dm755 target/release/codara $(DESTDIR)$(PREFIX)/bin/codara
+	install -Dm644 codara.toml.example $(DESTDIR)$(PREFIX)/share/codara/codara.toml.example
+	sed 's#/usr/local/bin/codara#$(PREFIX)/bin/codara#' scripts/codara.service > codara.service.tmp
+	install -Dm644 codara.service.tmp $(DESTDIR)$(PREFIX)/lib/systemd/system/codara.service
+	rm -f codara.service.tmp
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/codara"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/codara $(DESTDIR)$(PREFIX)/lib/systemd/system/codara.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/codara
+
+clean:
+	$(CARGO) clean
+	rm -rf dist
+
+include scripts/static.mk

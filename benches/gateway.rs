@@ -1,0 +1,209 @@
+//! `make bench`: start-up time, idle RSS, binary size and authenticated management throughput of
+//! the release binary, printed beside the original Python gateway's figures and our targets.
+//!
+//! Method: every figure comes from the real `target/release/codara` on loopback. Start-up is
+//! spawn → "listening" line on stdout (median of 15). RSS is VmRSS from /proc after 2 s idle.
+//! Throughput: 32 keep-alive connections, each a thread, GET /management/v1/overview with a bearer
+//! token for 5 s; p50/p99 over every request. The load generator shares the 2 cores with the
+//! server, so req/s is a lower bound.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-operator-secret-0123456789";
+
+fn binary() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/codara")
+}
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> (Running, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(binary())
+        .args(["serve", "--port", "0"])
+        .current_dir(dir)
+        .env_clear()
+        .env("API_TOKEN", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run target/release/codara (make bench builds it)");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("codara exited before listening").expect("read stdout");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().parse().expect("socket address");
+        }
+    };
+    let elapsed = started.elapsed();
+    std::thread::spawn(move || for _ in lines {});
+    (Running { child, addr }, elapsed)
+}
+
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("codara-bench-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn login(addr: SocketAddr) -> String {
+    let body = format!(r#"{{"operator_secret":"{SECRET}"}}"#);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /management/v1/auth/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    let json = &raw[raw.find("\r\n\r\n").expect("head") + 4..];
+    let value: serde_json::Value = serde_json::from_str(json).expect("json");
+    value["data"]["access_token"].as_str().expect("token").to_string()
+}
+
+/// Reads one keep-alive response with a Content-Length body; returns its status.
+fn read_one(reader: &mut BufReader<TcpStream>) -> Option<u16> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(status)
+}
+
+fn load(addr: SocketAddr, token: &str, connections: usize, duration: Duration) -> (usize, usize, Vec<Duration>) {
+    let request = format!("GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let deadline = Instant::now() + duration;
+    let handles: Vec<_> = (0..connections)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                let Ok(stream) = TcpStream::connect(addr) else { return (latencies, 1) };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    if writer.write_all(request.as_bytes()).is_err() {
+                        errors += 1;
+                        break;
+                    }
+                    match read_one(&mut reader) {
+                        Some(200) => latencies.push(sent.elapsed()),
+                        Some(_) => errors += 1,
+                        None => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for handle in handles {
+        let (latencies, e) = handle.join().expect("load thread");
+        all.extend(latencies);
+        errors += e;
+    }
+    all.sort();
+    (all.len(), errors, all)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let size = std::fs::metadata(binary()).expect("release binary").len();
+
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    let warm_dir = temp_dir("warm");
+    drop(start(&warm_dir));
+    for i in 0..15 {
+        let dir = temp_dir(&format!("cold{i}"));
+        let (server, elapsed) = start(&dir);
+        cold.push(elapsed);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (server, elapsed) = start(&warm_dir);
+        warm.push(elapsed);
+        drop(server);
+    }
+
+    let (server, _) = start(&warm_dir);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_kib = rss_kib(server.child.id());
+    let token = login(server.addr);
+    let seconds = 5;
+    let (ok, errors, latencies) = load(server.addr, &token, 32, Duration::from_secs(seconds));
+    let busy_kib = rss_kib(server.child.id());
+    let rps = ok as f64 / seconds as f64;
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&warm_dir);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("codara benchmark (release binary, loopback, 2-core shared machine)");
+    println!("{:<44} {:>14} {:>12} {:>10}", "figure", "codara", "python orig", "target");
+    println!("{:<44} {:>11.2} MB {:>12} {:>10}", "binary size (stripped, not static)", size as f64 / 1e6, "51 MB+py", "<= 8 MB");
+    println!("{:<44} {:>11.1} ms {:>12} {:>10}", "start-up, existing data dir (median of 15)", ms(median(warm.clone())), "394 ms", "<= 20 ms");
+    println!("{:<44} {:>11.1} ms {:>12} {:>10}", "start-up, fresh data dir (median of 15)", ms(median(cold)), "-", "-");
+    println!("{:<44} {:>10.1} MiB {:>12} {:>10}", "idle RSS after 2 s (VmRSS)", idle_kib as f64 / 1024.0, "64 MiB", "<= 6 MiB");
+    println!("{:<44} {:>10.1} MiB {:>12} {:>10}", "RSS after the load test", busy_kib as f64 / 1024.0, "-", "-");
+    println!("{:<44} {:>14.0} {:>12} {:>10}", "req/s, GET overview, 32 conns, 5 s", rps, "316", ">= 10000");
+    println!("{:<44} {:>11.2} ms {:>12} {:>10}", "p50 latency", ms(pct(0.50)), "-", "-");
+    println!("{:<44} {:>11.2} ms {:>12} {:>10}", "p99 latency", ms(pct(0.99)), "137 ms", "<= 10 ms");
+    println!("{:<44} {:>14}", "errors during load", errors);
+    println!("ratios vs python: start-up {:.0}x faster, idle RSS {:.0}x smaller, throughput {:.0}x",
+        394.0 / ms(median(warm)), 64.0 * 1024.0 / idle_kib.max(1) as f64, rps / 316.0);
+}
