@@ -42,6 +42,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         &config.logging.level,
         config.logging.json,
         Some(config.log_root()),
+        config.logging.retention_days,
     );
     let (secret, secret_source) =
         datadir::operator_secret(config.secrets.operator_secret.as_deref(), &data_dir)?;

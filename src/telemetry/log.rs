@@ -33,12 +33,14 @@ struct DailyFile {
     root: PathBuf,
     day: String,
     file: Option<File>,
+    retention_days: u32,
 }
 
 impl DailyFile {
     fn write_line(&mut self, now_ms: i64, line: &[u8]) {
         let day = clock::ymd(now_ms);
         if self.file.is_none() || day != self.day {
+            prune(&self.root, now_ms, self.retention_days);
             let path = self.root.join(format!("codara-{day}.jsonl"));
             self.file = OpenOptions::new()
                 .create(true)
@@ -50,6 +52,25 @@ impl DailyFile {
         }
         if let Some(file) = &mut self.file {
             let _ = file.write_all(line);
+        }
+    }
+}
+
+/// Deletes `codara-YYYY-MM-DD.jsonl` files older than `retention_days` (0 keeps everything).
+fn prune(root: &std::path::Path, now_ms: i64, retention_days: u32) {
+    if retention_days == 0 {
+        return;
+    }
+    let oldest_kept = clock::ymd(now_ms - i64::from(retention_days) * 86_400_000);
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(day) = name.strip_prefix("codara-").and_then(|n| n.strip_suffix(".jsonl")) else {
+            continue;
+        };
+        // ISO dates compare correctly as strings.
+        if day.len() == 10 && day < oldest_kept.as_str() {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -102,8 +123,9 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
-/// Installs the logger once per process. `root` is where daily files go (`None`: stderr only).
-pub fn init(level: &str, json_stderr: bool, root: Option<PathBuf>) {
+/// Installs the logger once per process. `root` is where daily files go (`None`: stderr only);
+/// files older than `retention_days` are deleted at start-up and at each day's rollover.
+pub fn init(level: &str, json_stderr: bool, root: Option<PathBuf>, retention_days: u32) {
     let level = level.parse().unwrap_or(log::LevelFilter::Info);
     let file = root.and_then(|root| {
         crate::datadir::ensure_private_dir(&root).ok()?;
@@ -111,6 +133,7 @@ pub fn init(level: &str, json_stderr: bool, root: Option<PathBuf>) {
             root,
             day: String::new(),
             file: None,
+            retention_days,
         }))
     });
     let logger = Logger {
@@ -120,5 +143,25 @@ pub fn init(level: &str, json_stderr: bool, root: Option<PathBuf>) {
     };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_recent_and_foreign_files() {
+        let root = std::env::temp_dir().join(crate::crypto::random_id("codara-log-test-"));
+        std::fs::create_dir_all(&root).unwrap();
+        for name in ["codara-2026-01-01.jsonl", "codara-2026-11-20.jsonl", "other.txt"] {
+            std::fs::write(root.join(name), "x").unwrap();
+        }
+        let now = 1_795_525_200_000; // 2026-11-24
+        prune(&root, now, 30);
+        assert!(!root.join("codara-2026-01-01.jsonl").exists());
+        assert!(root.join("codara-2026-11-20.jsonl").exists());
+        assert!(root.join("other.txt").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
