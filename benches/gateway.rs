@@ -15,8 +15,18 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-operator-secret-0123456789";
 
-fn binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/codara")
+/// The binaries to measure: the release build, and the static musl build when `make static` made one.
+fn binaries() -> Vec<(&'static str, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut list = vec![(
+        "release (glibc, dynamic)",
+        root.join("target/release/codara"),
+    )];
+    let musl = root.join("dist/codara-x86_64-linux-musl");
+    if musl.exists() {
+        list.push(("static musl (make static)", musl));
+    }
+    list
 }
 
 struct Running {
@@ -31,9 +41,9 @@ impl Drop for Running {
     }
 }
 
-fn start(dir: &Path) -> (Running, Duration) {
+fn start(binary: &Path, dir: &Path) -> (Running, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(binary())
+    let mut child = Command::new(binary)
         .args(["serve", "--port", "0"])
         .current_dir(dir)
         .env_clear()
@@ -45,7 +55,10 @@ fn start(dir: &Path) -> (Running, Duration) {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
-        let line = lines.next().expect("codara exited before listening").expect("read stdout");
+        let line = lines
+            .next()
+            .expect("codara exited before listening")
+            .expect("read stdout");
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.trim().parse().expect("socket address");
         }
@@ -90,7 +103,10 @@ fn login(addr: SocketAddr) -> String {
     stream.read_to_string(&mut raw).expect("read");
     let json = &raw[raw.find("\r\n\r\n").expect("head") + 4..];
     let value: serde_json::Value = serde_json::from_str(json).expect("json");
-    value["data"]["access_token"].as_str().expect("token").to_string()
+    value["data"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string()
 }
 
 /// Reads one keep-alive response with a Content-Length body; returns its status.
@@ -116,8 +132,15 @@ fn read_one(reader: &mut BufReader<TcpStream>) -> Option<u16> {
     Some(status)
 }
 
-fn load(addr: SocketAddr, token: &str, connections: usize, duration: Duration) -> (usize, usize, Vec<Duration>) {
-    let request = format!("GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+fn load(
+    addr: SocketAddr,
+    token: &str,
+    connections: usize,
+    duration: Duration,
+) -> (usize, usize, Vec<Duration>) {
+    let request = format!(
+        "GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
     let deadline = Instant::now() + duration;
     let handles: Vec<_> = (0..connections)
         .map(|_| {
@@ -125,7 +148,9 @@ fn load(addr: SocketAddr, token: &str, connections: usize, duration: Duration) -
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
                 let mut errors = 0;
-                let Ok(stream) = TcpStream::connect(addr) else { return (latencies, 1) };
+                let Ok(stream) = TcpStream::connect(addr) else {
+                    return (latencies, 1);
+                };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut writer = stream.try_clone().expect("clone");
                 let mut reader = BufReader::new(stream);
@@ -159,51 +184,138 @@ fn load(addr: SocketAddr, token: &str, connections: usize, duration: Duration) -
     (all.len(), errors, all)
 }
 
+struct Figures {
+    size: u64,
+    warm: Duration,
+    cold: Duration,
+    idle_kib: u64,
+}
+
+fn measure(binary: &Path) -> Figures {
+    let size = std::fs::metadata(binary).expect("binary").len();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    let warm_dir = temp_dir("warm");
+    drop(start(binary, &warm_dir));
+    for i in 0..15 {
+        let dir = temp_dir(&format!("cold{i}"));
+        let (server, elapsed) = start(binary, &dir);
+        cold.push(elapsed);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (server, elapsed) = start(binary, &warm_dir);
+        warm.push(elapsed);
+        drop(server);
+    }
+    let (server, _) = start(binary, &warm_dir);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_kib = rss_kib(server.child.id());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&warm_dir);
+    Figures {
+        size,
+        warm: median(warm),
+        cold: median(cold),
+        idle_kib,
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let size = std::fs::metadata(binary()).expect("release binary").len();
-
-    let mut cold = Vec::new();
-    let mut warm = Vec::new();
-    let warm_dir = temp_dir("warm");
-    drop(start(&warm_dir));
-    for i in 0..15 {
-        let dir = temp_dir(&format!("cold{i}"));
-        let (server, elapsed) = start(&dir);
-        cold.push(elapsed);
-        drop(server);
-        let _ = std::fs::remove_dir_all(&dir);
-        let (server, elapsed) = start(&warm_dir);
-        warm.push(elapsed);
-        drop(server);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("codara benchmark (loopback, 2-core shared machine; method in benches/gateway.rs)");
+    println!(
+        "{:<46} {:>14} {:>12} {:>10}",
+        "figure", "codara", "python orig", "target"
+    );
+    let binaries = binaries();
+    let release_mtime = std::fs::metadata(&binaries[0].1)
+        .and_then(|m| m.modified())
+        .ok();
+    for (label, binary) in &binaries {
+        let f = measure(binary);
+        println!("-- {label}: {}", binary.display());
+        let mtime = std::fs::metadata(binary).and_then(|m| m.modified()).ok();
+        if mtime < release_mtime {
+            println!("   (older than target/release/codara: run `make static` to refresh it)");
+        }
+        println!(
+            "{:<46} {:>11.2} MB {:>12} {:>10}",
+            "  binary size",
+            f.size as f64 / 1e6,
+            "51 MB+py",
+            "<= 8 MB"
+        );
+        println!(
+            "{:<46} {:>11.1} ms {:>12} {:>10}",
+            "  start-up, existing data dir (median of 15)",
+            ms(f.warm),
+            "394 ms",
+            "<= 20 ms"
+        );
+        println!(
+            "{:<46} {:>11.1} ms {:>12} {:>10}",
+            "  start-up, fresh data dir (median of 15)",
+            ms(f.cold),
+            "-",
+            "-"
+        );
+        println!(
+            "{:<46} {:>10.1} MiB {:>12} {:>10}",
+            "  idle RSS after 2 s (VmRSS)",
+            f.idle_kib as f64 / 1024.0,
+            "64 MiB",
+            "<= 6 MiB"
+        );
+        println!(
+            "  ratios vs python: start-up {:.0}x faster, idle RSS {:.0}x smaller",
+            394.0 / ms(f.warm),
+            64.0 * 1024.0 / f.idle_kib.max(1) as f64
+        );
     }
-
-    let (server, _) = start(&warm_dir);
-    std::thread::sleep(Duration::from_secs(2));
-    let idle_kib = rss_kib(server.child.id());
+    // The load runs on the release build, which `make bench` has just rebuilt.
+    let binary = binaries[0].1.clone();
+    let dir = temp_dir("load");
+    let (server, _) = start(&binary, &dir);
     let token = login(server.addr);
     let seconds = 5;
     let (ok, errors, latencies) = load(server.addr, &token, 32, Duration::from_secs(seconds));
     let busy_kib = rss_kib(server.child.id());
-    let rps = ok as f64 / seconds as f64;
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
     drop(server);
-    let _ = std::fs::remove_dir_all(&warm_dir);
-
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("codara benchmark (release binary, loopback, 2-core shared machine)");
-    println!("{:<44} {:>14} {:>12} {:>10}", "figure", "codara", "python orig", "target");
-    println!("{:<44} {:>11.2} MB {:>12} {:>10}", "binary size (stripped, not static)", size as f64 / 1e6, "51 MB+py", "<= 8 MB");
-    println!("{:<44} {:>11.1} ms {:>12} {:>10}", "start-up, existing data dir (median of 15)", ms(median(warm.clone())), "394 ms", "<= 20 ms");
-    println!("{:<44} {:>11.1} ms {:>12} {:>10}", "start-up, fresh data dir (median of 15)", ms(median(cold)), "-", "-");
-    println!("{:<44} {:>10.1} MiB {:>12} {:>10}", "idle RSS after 2 s (VmRSS)", idle_kib as f64 / 1024.0, "64 MiB", "<= 6 MiB");
-    println!("{:<44} {:>10.1} MiB {:>12} {:>10}", "RSS after the load test", busy_kib as f64 / 1024.0, "-", "-");
-    println!("{:<44} {:>14.0} {:>12} {:>10}", "req/s, GET overview, 32 conns, 5 s", rps, "316", ">= 10000");
-    println!("{:<44} {:>11.2} ms {:>12} {:>10}", "p50 latency", ms(pct(0.50)), "-", "-");
-    println!("{:<44} {:>11.2} ms {:>12} {:>10}", "p99 latency", ms(pct(0.99)), "137 ms", "<= 10 ms");
-    println!("{:<44} {:>14}", "errors during load", errors);
-    println!("ratios vs python: start-up {:.0}x faster, idle RSS {:.0}x smaller, throughput {:.0}x",
-        394.0 / ms(median(warm)), 64.0 * 1024.0 / idle_kib.max(1) as f64, rps / 316.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let rps = ok as f64 / seconds as f64;
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).copied().unwrap_or_default()
+    };
+    println!("-- load on {}: GET /management/v1/overview with a bearer, 32 keep-alive conns, {seconds} s", binary.display());
+    println!(
+        "{:<46} {:>14.0} {:>12} {:>10}",
+        "  req/s", rps, "316", ">= 10000"
+    );
+    println!(
+        "{:<46} {:>11.2} ms {:>12} {:>10}",
+        "  p50 latency",
+        ms(pct(0.50)),
+        "-",
+        "-"
+    );
+    println!(
+        "{:<46} {:>11.2} ms {:>12} {:>10}",
+        "  p99 latency",
+        ms(pct(0.99)),
+        "137 ms",
+        "<= 10 ms"
+    );
+    println!(
+        "{:<46} {:>10.1} MiB {:>12} {:>10}",
+        "  RSS after the load",
+        busy_kib as f64 / 1024.0,
+        "-",
+        "-"
+    );
+    println!("{:<46} {:>14}", "  errors during load", errors);
+    println!("  throughput vs python: {:.0}x", rps / 316.0);
 }

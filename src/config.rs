@@ -87,6 +87,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Workers of the pool for short requests.
     pub workers: usize,
+    /// Short requests that may wait for a free worker before new ones get 503.
+    pub queue: usize,
     /// Workers of the pool for agent turns (the bound on concurrent CLI runs).
     pub turn_workers: usize,
     /// Largest accepted request body.
@@ -105,6 +107,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".to_string(),
             port: 8000,
             workers: 8,
+            queue: 128,
             turn_workers: 4,
             max_body_bytes: 10 * 1024 * 1024,
             read_timeout_seconds: 30,
@@ -708,6 +711,9 @@ impl Config {
         if self.server.workers == 0 || self.server.workers > 1024 {
             return fail("server.workers", "must be between 1 and 1024");
         }
+        if self.server.queue > 65_536 {
+            return fail("server.queue", "must be at most 65536");
+        }
         if self.server.turn_workers == 0 || self.server.turn_workers > 256 {
             return fail("server.turn_workers", "must be between 1 and 256");
         }
@@ -1016,7 +1022,9 @@ mod tests {
                 let body = line.strip_prefix("# ").unwrap_or("");
                 let key_like = body.starts_with('[')
                     || body.split_once(" = ").is_some_and(|(k, _)| {
-                        k.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        k.trim()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
                     });
                 if key_like {
                     format!("{body}\n")
@@ -1026,8 +1034,19 @@ mod tests {
             })
             .collect();
         let config = load(Some(&uncommented), None, &[]).unwrap();
-        assert_eq!(config.server.public_url.as_deref(), Some("https://codara.example.com"));
+        assert_eq!(
+            config.server.public_url.as_deref(),
+            Some("https://codara.example.com")
+        );
         assert_eq!(config.channels.telegram.bots.len(), 1);
-        assert_eq!(config.providers.codex.env.get("SOME_VAR").map(String::as_str), Some("value"));
+        assert_eq!(
+            config
+                .providers
+                .codex
+                .env
+                .get("SOME_VAR")
+                .map(String::as_str),
+            Some("value")
+        );
     }
 }

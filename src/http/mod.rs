@@ -1,7 +1,7 @@
 //! The HTTP server: the accept loop, the two worker pools, and the per-request pipeline.
 //!
 //! One accept thread takes requests from tiny_http and hands each to the `api` or `turns` pool;
-//! a full pool is answered 503 with `Retry-After` at once. In a worker: request id, route,
+//! a full pool (workers and its short queue) is answered 503 with `Retry-After` at once. In a worker: request id, route,
 //! authentication, body (size-limited), handler, response. Must not know about domain tables.
 
 pub mod assets;
@@ -46,8 +46,15 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
         let app = Arc::clone(&app);
         Arc::new(move |raw| handle(&app, raw))
     };
-    let api_pool = Pool::new("api", app.config.server.workers, Arc::clone(&handler));
-    let turn_pool = Pool::new("turns", app.config.server.turn_workers, handler);
+    let server_config = &app.config.server;
+    let api_pool = Pool::new(
+        "api",
+        server_config.workers,
+        server_config.queue,
+        Arc::clone(&handler),
+    );
+    // Turns are long: a turn that cannot start now is refused at once rather than queued.
+    let turn_pool = Pool::new("turns", server_config.turn_workers, 0, handler);
 
     loop {
         let raw = match server.recv() {
@@ -207,8 +214,8 @@ fn request_id_for(raw: &tiny_http::Request) -> String {
 /// which is how a slow client is kept from holding a worker (tiny_http has no timeout option).
 fn set_socket_timeouts(listener: &TcpListener, timeout: Duration) -> Result<()> {
     let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+        tv_sec: timeout.as_secs() as _,
+        tv_usec: timeout.subsec_micros() as _,
     };
     for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         // SAFETY: setsockopt on a listener we own with a correctly sized timeval.

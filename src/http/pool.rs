@@ -1,4 +1,4 @@
-//! A fixed-size worker pool that refuses work instead of queueing it when every worker is busy.
+//! A fixed-size worker pool with a short bounded queue that refuses work when both are full.
 //!
 //! Owns its threads and the count of items in flight. Each item is handled inside
 //! `catch_unwind` so a panicking handler costs one response, not a worker. Must not know what
@@ -14,16 +14,23 @@ use std::time::{Duration, Instant};
 /// A bounded pool of named worker threads running one handler over submitted items.
 pub struct Pool<T: Send + 'static> {
     name: &'static str,
-    size: usize,
+    capacity: usize,
     in_flight: Arc<AtomicUsize>,
     sender: Option<SyncSender<T>>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl<T: Send + 'static> Pool<T> {
-    /// Starts `size` workers named `<name>-<i>`, each calling `handler` on the items it receives.
-    pub fn new(name: &'static str, size: usize, handler: Arc<dyn Fn(T) + Send + Sync>) -> Pool<T> {
-        let (sender, receiver) = sync_channel::<T>(size);
+    /// Starts `size` workers named `<name>-<i>`, each calling `handler` on the items it receives;
+    /// up to `queue` more items wait for a worker before submissions are refused.
+    pub fn new(
+        name: &'static str,
+        size: usize,
+        queue: usize,
+        handler: Arc<dyn Fn(T) + Send + Sync>,
+    ) -> Pool<T> {
+        let capacity = size + queue;
+        let (sender, receiver) = sync_channel::<T>(capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let workers = (0..size)
@@ -40,7 +47,7 @@ impl<T: Send + 'static> Pool<T> {
             .collect();
         Pool {
             name,
-            size,
+            capacity,
             in_flight,
             sender: Some(sender),
             workers,
@@ -52,16 +59,16 @@ impl<T: Send + 'static> Pool<T> {
         self.name
     }
 
-    /// Hands `item` to a free worker, or gives it back when all are busy.
+    /// Hands `item` to a worker (or the queue), or gives it back when both are full.
     pub fn try_submit(&self, item: T) -> Result<(), T> {
         let Some(sender) = &self.sender else {
             return Err(item);
         };
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.size {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(item);
         }
-        // The channel holds `size` items and at most `size` are in flight, so this never blocks.
+        // The channel holds `capacity` items and at most that many are in flight: never blocks.
         sender.send(item).map_err(|returned| {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             returned.0
@@ -134,7 +141,7 @@ mod tests {
             let sender: Sender<u32> = done_tx.lock().unwrap().clone();
             sender.send(item).unwrap();
         };
-        let pool = Pool::new("test", 1, Arc::new(handler));
+        let pool = Pool::new("test", 1, 0, Arc::new(handler));
         assert!(pool.try_submit(0).is_ok());
         assert_eq!(
             pool.try_submit(7),

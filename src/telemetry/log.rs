@@ -62,10 +62,15 @@ fn prune(root: &std::path::Path, now_ms: i64, retention_days: u32) {
         return;
     }
     let oldest_kept = clock::ymd(now_ms - i64::from(retention_days) * 86_400_000);
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(day) = name.strip_prefix("codara-").and_then(|n| n.strip_suffix(".jsonl")) else {
+        let Some(day) = name
+            .strip_prefix("codara-")
+            .and_then(|n| n.strip_suffix(".jsonl"))
+        else {
             continue;
         };
         // ISO dates compare correctly as strings.
@@ -154,7 +159,11 @@ mod tests {
     fn prune_keeps_recent_and_foreign_files() {
         let root = std::env::temp_dir().join(crate::crypto::random_id("codara-log-test-"));
         std::fs::create_dir_all(&root).unwrap();
-        for name in ["codara-2026-01-01.jsonl", "codara-2026-11-20.jsonl", "other.txt"] {
+        for name in [
+            "codara-2026-01-01.jsonl",
+            "codara-2026-11-20.jsonl",
+            "other.txt",
+        ] {
             std::fs::write(root.join(name), "x").unwrap();
         }
         let now = 1_795_525_200_000; // 2026-11-24
