@@ -7,6 +7,8 @@
 //! token for 5 s; p50/p99 over every request. The load generator shares the 2 cores with the
 //! server, so req/s is a lower bound.
 
+#![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

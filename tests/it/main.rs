@@ -2,4 +2,11 @@
 
 mod support;
 
+mod auth;
+mod config;
+mod dashboard;
+mod http_shapes;
+mod lifecycle;
 mod smoke;
+mod storage;
+mod vault;

@@ -27,13 +27,21 @@ impl FakeGithub {
                 while let Ok(request) = server.recv() {
                     hits.fetch_add(1, Ordering::SeqCst);
                     let ok = request.url().ends_with("/releases/latest");
-                    let response = tiny_http::Response::from_string(if ok { body.clone() } else { "{}".into() })
-                        .with_status_code(if ok { status } else { 404 });
+                    let response = tiny_http::Response::from_string(if ok {
+                        body.clone()
+                    } else {
+                        "{}".into()
+                    })
+                    .with_status_code(if ok { status } else { 404 });
                     let _ = request.respond(response);
                 }
             });
         }
-        FakeGithub { base_url: format!("http://{addr}"), hits, server }
+        FakeGithub {
+            base_url: format!("http://{addr}"),
+            hits,
+            server,
+        }
     }
 }
 

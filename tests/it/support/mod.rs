@@ -2,6 +2,9 @@
 //! speak raw HTTP/1.1 to it (raw so tests control every byte: slow bodies, odd paths).
 
 #![allow(dead_code)]
+// The clippy.toml bans (env reads, `Command::new`) guard src/; a harness that spawns the binary
+// under test with a controlled environment needs exactly those calls.
+#![allow(clippy::disallowed_methods)]
 
 pub mod fake_github;
 
@@ -24,7 +27,8 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("codara-it-{label}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("codara-it-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -50,14 +54,25 @@ pub fn binary() -> &'static str {
 /// Runs `codara ARGS` to completion in `dir` with exactly `env` (plus PATH), with a time bound.
 pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut command = Command::new(binary());
-    command.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "codara {args:?} did not finish within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "codara {args:?} did not finish within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let output = child.wait_with_output().unwrap();
@@ -80,7 +95,12 @@ pub struct Builder {
 pub fn server() -> Builder {
     let mut env = BTreeMap::new();
     env.insert("API_TOKEN".to_string(), SECRET.to_string());
-    Builder { dir: None, toml: None, env, args: Vec::new() }
+    Builder {
+        dir: None,
+        toml: None,
+        env,
+        args: Vec::new(),
+    }
 }
 
 impl Builder {
@@ -132,12 +152,22 @@ impl Builder {
             std::fs::write(dir.join("codara.toml"), toml).unwrap();
         }
         let mut command = Command::new(binary());
-        command.arg("serve").arg("--port").arg("0").args(&self.args).current_dir(&dir).env_clear();
+        command
+            .arg("serve")
+            .arg("--port")
+            .arg("0")
+            .args(&self.args)
+            .current_dir(&dir)
+            .env_clear();
         command.env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in &self.env {
             command.env(k, v);
         }
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let stderr_path = dir.join("stderr.log");
@@ -172,7 +202,10 @@ impl Builder {
                         let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
                         return Err((status.code(), printed.join("\n"), err));
                     }
-                    assert!(Instant::now() < deadline, "codara serve did not start within 30 s");
+                    assert!(
+                        Instant::now() < deadline,
+                        "codara serve did not start within 30 s"
+                    );
                 }
             }
         };
@@ -180,7 +213,14 @@ impl Builder {
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             printed.push(line);
         }
-        Ok(Server { child: Some(child), addr, dir, _tempdir: tempdir, stdout: printed, stderr_path })
+        Ok(Server {
+            child: Some(child),
+            addr,
+            dir,
+            _tempdir: tempdir,
+            stdout: printed,
+            stderr_path,
+        })
     }
 }
 
@@ -215,7 +255,13 @@ impl Server {
 
     /// Sends `signal` and waits (bounded) for the exit code.
     pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
-        let mut child = self.child.take().unwrap();
+        self.signal(signal);
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Sends `signal` (TERM, INT or KILL) to the server without waiting.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server already exited");
         let signo = match signal {
             "TERM" => libc::SIGTERM,
             "INT" => libc::SIGINT,
@@ -224,17 +270,39 @@ impl Server {
         };
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as libc::pid_t, signo) };
-        let deadline = Instant::now() + Duration::from_secs(20);
+    }
+
+    /// Waits up to `timeout` for the server to exit and returns its exit code (kills it and
+    /// panics when it does not exit in time).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("the server already exited");
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status.code();
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("codara did not exit within 20 s of SIG{signal}");
+                let _ = child.wait();
+                panic!(
+                    "codara did not exit within {timeout:?}\nstderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits (bounded) until the server's stderr contains `needle`.
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) {
+        wait_until(timeout, &format!("stderr to contain {needle:?}"), || {
+            self.stderr().contains(needle)
+        });
+    }
+
+    /// The text of every `codara-*.jsonl` log file under the data dir's `logs/`.
+    pub fn log_files_text(&self) -> String {
+        log_files_text(&self.data_dir())
     }
 
     /// Stops the server and keeps its directory (for restarts).
@@ -245,14 +313,21 @@ impl Server {
     }
 
     /// Sends one request and reads the whole response.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpResponse {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
         http(self.addr, method, path, headers, body)
     }
 
     /// GET with an optional bearer token.
     pub fn get(&self, path: &str, bearer: Option<&str>) -> HttpResponse {
         let auth = bearer.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         self.request("GET", path, &headers, None)
     }
 
@@ -268,9 +343,16 @@ impl Server {
 
     /// Exchanges [`SECRET`] for an access token.
     pub fn login(&self) -> String {
-        let response = self.post_json("/management/v1/auth/token", None, &format!(r#"{{"operator_secret":"{SECRET}"}}"#));
+        let response = self.post_json(
+            "/management/v1/auth/token",
+            None,
+            &format!(r#"{{"operator_secret":"{SECRET}"}}"#),
+        );
         assert_eq!(response.status, 200, "{}", response.text());
-        response.json()["data"]["access_token"].as_str().unwrap().to_string()
+        response.json()["data"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -297,7 +379,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A header value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
@@ -307,14 +392,23 @@ impl HttpResponse {
 
     /// The body as JSON (panics with the text when it is not).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`), bounded to 30 s.
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpResponse {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -339,9 +433,15 @@ pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
 
 /// Parses raw response bytes.
 pub fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
-        panic!("no complete response head: {:?}", String::from_utf8_lossy(raw))
-    });
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response head: {:?}",
+                String::from_utf8_lossy(raw)
+            )
+        });
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
@@ -351,18 +451,24 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -371,4 +477,99 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(start + size + 2).min(data.len())..];
     }
     out
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The concatenated `codara-*.jsonl` files of `<data_dir>/logs`.
+pub fn log_files_text(data_dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(data_dir.join("logs"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.retain(|p| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        name.starts_with("codara-") && name.ends_with(".jsonl")
+    });
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// The messages of the JSON log lines in `text` (lines that are not JSON are skipped).
+pub fn log_messages(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| v["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A master key of 32 copies of `byte`, as 64 hex digits.
+pub fn hex_key(byte: u8) -> String {
+    format!("{byte:02x}").repeat(32)
+}
+
+/// Opens a raw connection with 30 s read/write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Reads exactly one response (head, then `Content-Length` bytes or a chunked body, else to
+/// EOF), waiting at most `timeout`. `None` when the connection closed, was reset or stayed silent
+/// before any byte arrived.
+pub fn read_one_response(stream: &mut TcpStream, timeout: Duration) -> Option<HttpResponse> {
+    let deadline = Instant::now() + timeout;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let chunked = head.contains("transfer-encoding: chunked");
+            let body = &raw[split + 4..];
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+                None => false,
+            };
+            if complete {
+                break;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    if raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        Some(parse_response(&raw))
+    } else {
+        None
+    }
 }

@@ -339,11 +339,19 @@ impl Server {
                         }));
                     }
 
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
+                    // Codara patch: upstream ended the accept thread on any accept error, so
+                    // a listener with SO_RCVTIMEO (timed-out accept) or a passing EMFILE left the
+                    // server deaf for good. Retry instead; back off briefly on real errors.
+                    Err(e) => match e.kind() {
+                        std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionAborted => continue,
+                        _ => {
+                            log::error!("Error accepting new client: {}", e);
+                            thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                    },
                 }
             }
             log::debug!("Terminating accept thread");

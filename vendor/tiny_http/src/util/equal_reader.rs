@@ -15,6 +15,8 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // Codara patch: set when a read failed (e.g. timed out); the drop then does not wait again.
+    failed: bool,
 }
 
 impl<R> EqualReader<R>
@@ -28,6 +30,7 @@ where
             reader,
             size,
             last_read_signal: tx,
+            failed: false,
         };
 
         (r, rx)
@@ -54,7 +57,10 @@ where
                 self.size -= len;
                 Ok(len)
             }
-            err @ Err(_) => err,
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
         }
     }
 }
@@ -69,7 +75,7 @@ where
         // buffer and give up after MAX_DRAIN bytes (the connection then fails to parse and closes).
         const MAX_DRAIN: usize = 256 * 1024;
         let mut remaining_to_read = self.size;
-        if remaining_to_read > MAX_DRAIN {
+        if remaining_to_read > MAX_DRAIN || self.failed {
             self.last_read_signal.send(Ok(())).ok();
             return;
         }
