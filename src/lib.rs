@@ -19,6 +19,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod vault;
+pub mod workspace;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,7 +1,12 @@
-//! The agent CLIs Codara drives: their names, how to find them, and (in `runner`) how to run them.
+//! The agent CLIs Codara drives: their names, how to find them, how to build their command
+//! lines (`codex`, `gemini`, `opencode`), how to parse one line of their output into
+//! [`TurnEvent`]s (pure functions), and (in `runner`) how to run them.
 //!
 //! Must not touch the store: providers turn inputs into processes and outputs into events.
 
+pub mod codex;
+pub mod gemini;
+pub mod opencode;
 pub mod runner;
 
 use crate::error::Result;
@@ -46,4 +51,102 @@ pub fn cli_version(binary: &Path, host: &crate::config::HostEnv) -> Result<Strin
         .find(|l| !l.is_empty())
         .unwrap_or("(no output)")
         .to_string())
+}
+
+/// One thing a CLI reported during a turn, normalized across providers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    /// The CLI's own session id (codex `thread_id`, gemini `session_id`, opencode `sessionID`).
+    SessionId(String),
+    /// Assistant text as it arrives (a delta, or a whole part for CLIs without deltas).
+    Text(String),
+    /// A normalized operation the agent performed.
+    Action(Action),
+    /// Token usage (summed over the turn by the caller when reported more than once).
+    Usage(Usage),
+    /// A non-fatal message from the CLI (e.g. codex's `error` items).
+    Warning(String),
+    /// A fatal model/API error with the CLI's message; the turn failed.
+    Error(String),
+    /// The CLI reported the end of the turn.
+    Completed,
+}
+
+/// Token counts as the CLI reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Input tokens served from cache.
+    pub cached_tokens: u64,
+}
+
+/// A normalized operation taken from the CLI's own events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A file written, patched or deleted by the agent's file tool.
+    FileChange {
+        /// The path as the CLI reported it (absolute or workspace-relative).
+        path: String,
+        /// `add`, `update`, `delete`, or `write` when the CLI does not say.
+        kind: String,
+    },
+    /// A shell command.
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit code when known.
+        exit_code: Option<i32>,
+        /// Whether the CLI reported it as successful.
+        ok: bool,
+    },
+    /// Any other tool call.
+    Tool {
+        /// The tool's name.
+        name: String,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+}
+
+/// Everything needed to build one CLI invocation (pure input of `<provider>::command`).
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The resolved executable.
+    pub binary: PathBuf,
+    /// The model id to pass.
+    pub model: String,
+    /// What to send the CLI this turn.
+    pub prompt: String,
+    /// The CLI session to resume, if any.
+    pub resume: Option<String>,
+    /// The working directory (the workspace).
+    pub workspace: PathBuf,
+    /// The isolated home for this provider (and account), created by the caller.
+    pub home: PathBuf,
+    /// `[providers.<p>].extra_args`.
+    pub extra_args: Vec<String>,
+    /// `[providers.<p>].env`.
+    pub extra_env: Vec<(String, String)>,
+    /// `[providers.<p>].sandbox`.
+    pub sandbox: crate::config::Sandbox,
+    /// The host `PATH`, for the child.
+    pub path_env: String,
+}
+
+/// A fully built invocation: what `runner` spawns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// The complete environment (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// Bytes written to stdin before it is closed; `None` means stdin is /dev/null.
+    pub stdin: Option<String>,
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod fake_github;
+pub mod mock_model;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,1 @@
+//! The codex CLI: command lines and the pure parser of its JSON-lines output.

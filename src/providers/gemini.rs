@@ -1,0 +1,1 @@
+//! The gemini CLI: command lines and the pure parser of its JSON-lines output.
