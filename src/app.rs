@@ -24,6 +24,8 @@ pub struct App {
     pub login_throttle: LoginThrottle,
     /// The management endpoint's release-check cache.
     pub release_cache: Mutex<Option<crate::release::Cached>>,
+    /// One turn at a time per session and per workspace.
+    pub turn_locks: crate::turns::locks::Locks,
     /// Start time, epoch ms.
     pub started_at_ms: i64,
     started: Instant,
@@ -46,6 +48,7 @@ impl App {
             operator_secret,
             login_throttle: LoginThrottle::default(),
             release_cache: Mutex::new(None),
+            turn_locks: crate::turns::locks::Locks::default(),
             started_at_ms: crate::clock::now_ms(),
             started: Instant::now(),
         })

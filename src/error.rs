@@ -43,6 +43,10 @@ pub enum Error {
     NotImplemented(String),
     /// A feature or dependency that exists but cannot serve this request now.
     Unavailable { code: &'static str, message: String },
+    /// The agent CLI or its model failed; the message is the CLI's own.
+    BadGateway(String),
+    /// The agent CLI went silent (`cli_stalled`) or overran the turn (`turn_timeout`).
+    GatewayTimeout { code: &'static str, message: String },
     /// The server is shutting down and takes no new work.
     ShuttingDown,
     /// Configuration that stops start-up: where, which key, and why.
@@ -113,6 +117,8 @@ impl Error {
             Error::PayloadTooLarge { .. } => 413,
             Error::TooManyRequests { .. } => 429,
             Error::NotImplemented(_) => 501,
+            Error::BadGateway(_) => 502,
+            Error::GatewayTimeout { .. } => 504,
             Error::Busy { .. } | Error::Unavailable { .. } | Error::ShuttingDown => 503,
             Error::Config { .. }
             | Error::Io { .. }
@@ -136,6 +142,8 @@ impl Error {
             Error::TooManyRequests { .. } => "rate_limited",
             Error::Busy { .. } => "busy",
             Error::NotImplemented(_) => "not_implemented",
+            Error::BadGateway(_) => "provider_error",
+            Error::GatewayTimeout { code, .. } => code,
             Error::Unavailable { code, .. } => code,
             Error::ShuttingDown => "shutting_down",
             Error::Config { .. } => "config_error",
@@ -182,7 +190,7 @@ impl Error {
 
     /// The message sent to clients: internal details (paths, SQL) stay in the log.
     pub fn public_message(&self) -> String {
-        if self.status() >= 500 && !matches!(self.status(), 501 | 503) {
+        if self.status() >= 500 && !matches!(self.status(), 501..=504) {
             "internal error; the server log has the details under this request id".to_string()
         } else {
             self.to_string()
@@ -208,10 +216,11 @@ impl fmt::Display for Error {
             | Error::Conflict(message)
             | Error::Vault(message)
             | Error::NotImplemented(message)
+            | Error::BadGateway(message)
             | Error::Internal(message) => f.write_str(message),
-            Error::Unavailable { message, .. } | Error::TooManyRequests { message, .. } => {
-                f.write_str(message)
-            }
+            Error::Unavailable { message, .. }
+            | Error::TooManyRequests { message, .. }
+            | Error::GatewayTimeout { message, .. } => f.write_str(message),
             Error::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed on this route; allowed: {allowed}")
             }

@@ -18,6 +18,7 @@ pub mod release;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod turns;
 pub mod vault;
 pub mod workspace;
 

@@ -1,17 +1,21 @@
 //! The OpenAI-compatible plane: `GET /v1/models` and `POST /v1/chat/completions`.
 //!
-//! Owns the wire types of these routes and their validation. Agent turns themselves are not
-//! in this build yet: a valid chat request is answered 501 `not_implemented`.
+//! Owns the wire types of these routes, their validation, and the SSE chunk format; the turn
+//! itself is `turns::engine`.
 
 use crate::api::auth::Principal;
 use crate::app::App;
+use std::sync::Arc;
 use crate::error::{Error, Result};
-use crate::http::{Request, Response};
+use crate::http::{Body, Request, Response};
+use crate::turns::engine::{self, TurnRequest};
+use crate::turns::prompt::Message;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// `GET /v1/models`: every enabled provider's models plus the `uag-<provider>` aliases.
-pub fn models(app: &App, _request: &Request, _principal: &Principal) -> Result<Response> {
+pub fn models(app: &Arc<App>, _request: &Request, _principal: &Principal) -> Result<Response> {
     let created = app.started_at_ms / 1000;
     let mut data = Vec::new();
     for (name, provider) in app.config.providers.iter() {
@@ -31,73 +35,267 @@ pub fn models(app: &App, _request: &Request, _principal: &Principal) -> Result<R
     ))
 }
 
+/// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is installed.
+pub fn provider_models(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    let data: Vec<Value> = app
+        .config
+        .providers
+        .iter()
+        .into_iter()
+        .map(|(name, provider)| {
+            let binary = crate::providers::find_binary(&provider.binary, &app.config.host.path);
+            json!({
+                "provider": name,
+                "enabled": provider.is_enabled(),
+                "default_model": provider.default_model,
+                "alias": format!("uag-{name}"),
+                "models": provider.models,
+                "runtime_available": binary.is_some(),
+                "binary": binary.map(|p| p.display().to_string()).unwrap_or_else(|| provider.binary.clone()),
+            })
+        })
+        .collect();
+    let body = json!({"object": "list", "data": data});
+    if request.path.starts_with("/management/") {
+        return Ok(Response::envelope(&request.request_id, body["data"].clone()));
+    }
+    Ok(Response::json(200, &body))
+}
+
 #[derive(Deserialize)]
 struct ChatRequest {
     model: Option<String>,
     messages: Option<Vec<Value>>,
     provider: Option<String>,
     stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
     workspace_id: Option<String>,
     workspace_root: Option<String>,
     client_session_id: Option<String>,
+    #[allow(dead_code)] // Accepted for compatibility; runs are non-interactive either way.
+    manual_mode: Option<bool>,
 }
 
-/// `POST /v1/chat/completions`: validates the request; running the turn comes with agent turns.
-pub fn chat_completions(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// `POST /v1/chat/completions`: runs one agent turn, as JSON or as Server-Sent Events.
+pub fn chat_completions(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let body: ChatRequest = request.json()?;
-    let messages = body
-        .messages
-        .ok_or_else(|| Error::bad_param("messages", "`messages` is required"))?;
-    if messages.is_empty() {
-        return Err(Error::bad_param(
-            "messages",
-            "`messages` must contain at least one message",
-        ));
+    let raw_messages = body.messages.ok_or_else(|| Error::bad_param("messages", "`messages` is required"))?;
+    let messages = parse_messages(&raw_messages)?;
+    if !messages.iter().any(|m| m.role == "user") {
+        return Err(Error::bad_param("messages", "`messages` must contain at least one user message"));
     }
-    for (i, message) in messages.iter().enumerate() {
+    let provider = resolve_provider(app, body.provider.as_deref(), body.model.as_deref())?;
+    let provider_config = app.config.providers.iter().into_iter().find(|(n, _)| *n == provider).map(|(_, c)| c.clone());
+    let default_model = provider_config.map(|c| c.default_model).unwrap_or_default();
+    let model = match body.model.as_deref() {
+        None | Some("") => default_model,
+        Some(alias) if alias.starts_with("uag-") => default_model,
+        Some(model) => model.to_string(),
+    };
+    if let Some(label) = &body.client_session_id {
+        if label.is_empty() || label.len() > 256 || label.chars().any(char::is_control) {
+            return Err(Error::bad_param("client_session_id", "`client_session_id` must be 1-256 printable characters"));
+        }
+    }
+    let root = &app.config.workspace.root;
+    let user_id = match principal {
+        Principal::Operator(_) => "operator".to_string(),
+        Principal::Anonymous => return Err(Error::Unauthorized("missing credential".to_string())),
+    };
+    let (workspace_id, workspace) = match (&body.workspace_root, &body.workspace_id) {
+        (Some(requested), _) => {
+            let dir = crate::workspace::zone::operator_workspace(root, requested)?;
+            let canonical_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+            let id = dir.strip_prefix(&canonical_root).map(|p| p.display().to_string()).unwrap_or_default();
+            (if id.is_empty() { ".".to_string() } else { id }, dir)
+        }
+        (None, id) => {
+            let id = id.clone().unwrap_or_else(|| "default".to_string());
+            let dir = crate::workspace::zone::owned_workspace(root, &user_id, &id)?;
+            (id, dir)
+        }
+    };
+    let turn = TurnRequest {
+        user_id,
+        provider,
+        model: model.clone(),
+        messages,
+        workspace_id: workspace_id.clone(),
+        workspace,
+        client_session_id: body.client_session_id.clone(),
+    };
+    engine::preflight(app, &turn)?;
+    let completion_id = format!("chatcmpl-{}", crate::crypto::random_id(""));
+    let created = crate::clock::now_ms() / 1000;
+    if !body.stream.unwrap_or(false) {
+        let outcome = engine::run(app, &turn, &mut |_: &str| {})?;
+        if let Some(error) = outcome.error {
+            return Err(error);
+        }
+        let extensions = extensions(&outcome, &workspace_id);
+        let mut response = json!({
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.reply}, "finish_reason": "stop"}],
+            "usage": usage_json(&outcome),
+        });
+        merge_extensions(&mut response, extensions);
+        return Ok(Response::json(200, &response));
+    }
+
+    let include_usage = body.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+    let (sender, mut stream) = crate::http::sse::channel_pair(KEEPALIVE);
+    let app = Arc::clone(app);
+    let producer = std::thread::Builder::new()
+        .name("turn-stream".into())
+        .spawn(move || {
+            let chunk = |delta: Value, finish: Value| {
+                json!({
+                    "id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                })
+            };
+            sender.json(&chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+            let result = engine::run(&app, &turn, &mut |text: &str| {
+                sender.json(&chunk(json!({"content": text}), Value::Null));
+            });
+            match result {
+                Ok(outcome) if outcome.error.is_none() => {
+                    let extensions = extensions(&outcome, &workspace_id);
+                    let mut last = chunk(json!({}), json!("stop"));
+                    last["usage"] = usage_json(&outcome);
+                    merge_extensions(&mut last, extensions.clone());
+                    sender.json(&last);
+                    if include_usage {
+                        let mut usage = json!({
+                            "id": completion_id, "object": "chat.completion.chunk", "created": created,
+                            "model": model, "choices": [], "usage": usage_json(&outcome),
+                        });
+                        merge_extensions(&mut usage, extensions);
+                        sender.json(&usage);
+                    }
+                }
+                Ok(mut outcome) => {
+                    let error = outcome.error.take().unwrap_or_else(|| Error::Internal("turn failed".into()));
+                    let mut frame = stream_error(&error);
+                    merge_extensions(&mut frame, extensions(&outcome, &workspace_id));
+                    sender.json(&frame);
+                }
+                Err(error) => {
+                    sender.json(&stream_error(&error));
+                }
+            }
+            sender.done();
+        })
+        .map_err(|e| Error::io("thread spawn", e))?;
+    stream.attach(producer);
+    Ok(Response {
+        status: 200,
+        headers: vec![
+            ("Content-Type".into(), "text/event-stream".into()),
+            ("Cache-Control".into(), "no-cache".into()),
+            ("X-Accel-Buffering".into(), "no".into()),
+        ],
+        body: Body::Stream(Box::new(stream)),
+    })
+}
+
+/// Silence longer than this gets a `: keep-alive` comment on streams.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+fn parse_messages(raw: &[Value]) -> Result<Vec<Message>> {
+    if raw.is_empty() {
+        return Err(Error::bad_param("messages", "`messages` must contain at least one message"));
+    }
+    let mut messages = Vec::with_capacity(raw.len());
+    for (i, message) in raw.iter().enumerate() {
         let param = format!("messages[{i}]");
         let role = message.get("role").and_then(Value::as_str).ok_or_else(|| {
-            Error::bad_param(
-                &format!("{param}.role"),
-                "each message needs a string `role`",
-            )
+            Error::bad_param(&format!("{param}.role"), "each message needs a string `role`")
         })?;
         if !matches!(role, "system" | "developer" | "user" | "assistant" | "tool") {
             return Err(Error::bad_param(
                 &format!("{param}.role"),
-                format!(
-                    "unknown role `{role}`; expected system, developer, user, assistant or tool"
-                ),
+                format!("unknown role `{role}`; expected system, developer, user, assistant or tool"),
             ));
         }
-        match message.get("content") {
-            Some(Value::String(_)) | Some(Value::Array(_)) | Some(Value::Null) => {}
-            None if role == "assistant" => {}
+        let text = match message.get("content") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Null) | None if role == "assistant" => String::new(),
+            Some(Value::Array(parts)) => {
+                let mut texts = Vec::new();
+                for (j, part) in parts.iter().enumerate() {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("text") | Some("input_text") => {
+                            texts.push(part.get("text").and_then(Value::as_str).unwrap_or("").to_string())
+                        }
+                        Some(other) => {
+                            return Err(Error::bad_param(
+                                &format!("{param}.content[{j}]"),
+                                format!("content part type `{other}` is not supported yet; send text parts"),
+                            ))
+                        }
+                        None => {
+                            return Err(Error::bad_param(&format!("{param}.content[{j}]"), "each content part needs a `type`"))
+                        }
+                    }
+                }
+                texts.join("\n")
+            }
             _ => {
                 return Err(Error::bad_param(
                     &format!("{param}.content"),
                     "`content` must be a string or an array of content parts",
                 ))
             }
-        }
+        };
+        messages.push(Message::new(role, &text));
     }
-    let provider = resolve_provider(app, body.provider.as_deref(), body.model.as_deref())?;
-    for (name, value) in [
-        ("workspace_id", &body.workspace_id),
-        ("workspace_root", &body.workspace_root),
-        ("client_session_id", &body.client_session_id),
-    ] {
-        if value.as_deref().is_some_and(|v| v.len() > 512) {
-            return Err(Error::bad_param(
-                name,
-                format!("`{name}` is longer than 512 characters"),
-            ));
+    Ok(messages)
+}
+
+fn extensions(outcome: &engine::TurnOutcome, workspace_id: &str) -> Value {
+    json!({
+        "modified_files": outcome.modified_files,
+        "diff": outcome.diff,
+        "actions": engine::actions_to_json(&outcome.actions),
+        "dirty": outcome.dirty,
+        "session_id": outcome.session_id,
+        "workspace_id": workspace_id,
+        "turn_id": outcome.turn_id,
+        "resumed": outcome.resumed,
+    })
+}
+
+/// Puts the extension fields at top level and again under `extensions` (for the original's clients).
+fn merge_extensions(target: &mut Value, extensions: Value) {
+    if let (Some(object), Some(fields)) = (target.as_object_mut(), extensions.as_object()) {
+        for (key, value) in fields {
+            object.insert(key.clone(), value.clone());
         }
+        object.insert("extensions".into(), extensions);
     }
-    let _ = body.stream;
-    Err(Error::NotImplemented(format!(
-        "agent turns ({provider}) are not available in this build of codara yet"
-    )))
+}
+
+fn usage_json(outcome: &engine::TurnOutcome) -> Value {
+    let usage = outcome.usage;
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    })
+}
+
+fn stream_error(error: &Error) -> Value {
+    json!({"error": {"message": error.public_message(), "type": error.openai_type(), "param": error.param(), "code": error.code()}})
 }
 
 /// Picks the provider from `provider` or from the model id/alias, with 400s naming the field.

@@ -8,11 +8,12 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use include_dir::{include_dir, Dir};
+use std::sync::Arc;
 
 static UI_DIST: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/ui-dist");
 
 /// `GET /dashboard/...`: the file if it exists, 404 for a missing asset, else the app shell.
-pub fn dashboard(_app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+pub fn dashboard(_app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let segments = request.segments();
     let rest = segments.get(1..).unwrap_or(&[]).join("/");
     if !rest.is_empty() {

@@ -9,6 +9,7 @@ pub mod pool;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod sse;
 
 pub use self::request::Request;
 pub use self::response::{Body, Plane, Response};
@@ -103,7 +104,7 @@ fn reject(raw: tiny_http::Request, error: &Error) {
 }
 
 /// The per-request pipeline, run on a worker.
-fn handle(app: &App, mut raw: tiny_http::Request) {
+fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
     let started = Instant::now();
     let request_id = request_id_for(&raw);
     let mut request = Request::new(raw.method().as_str(), raw.url());
@@ -128,7 +129,7 @@ fn handle(app: &App, mut raw: tiny_http::Request) {
         match result {
             Ok(response) => response,
             Err(error) => {
-                if error.status() >= 500 && !matches!(error.status(), 501 | 503) {
+                if error.status() >= 500 && !matches!(error.status(), 501..=504) {
                     log::error!("{} {}: {error}", request.method, request.path);
                 }
                 Response::error(&error, plane, &request_id)
@@ -164,7 +165,11 @@ fn handle(app: &App, mut raw: tiny_http::Request) {
     });
 }
 
-fn respond(app: &App, raw: &mut tiny_http::Request, request: &mut Request) -> Result<Response> {
+fn respond(
+    app: &Arc<App>,
+    raw: &mut tiny_http::Request,
+    request: &mut Request,
+) -> Result<Response> {
     let segments = request.segments();
     if segments
         .iter()

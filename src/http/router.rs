@@ -7,9 +7,10 @@ use crate::api;
 use crate::app::App;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use std::sync::Arc;
 
 /// A handler: a plain function of the app, the parsed request and the authenticated caller.
-pub type Handler = fn(&App, &Request, &api::auth::Principal) -> Result<Response>;
+pub type Handler = fn(&Arc<App>, &Request, &api::auth::Principal) -> Result<Response>;
 
 /// The credential a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         // OpenAI-compatible plane. `chat/completions` runs on the turns pool.
         ["v1", "models"] => &[("GET", api::openai::models, Client)],
         ["v1", "chat", "completions"] => &[("POST", api::openai::chat_completions, Client)],
+        ["v1", "user", "providers", "models"] => &[("GET", api::openai::provider_models, Client)],
 
         // Management plane (api pool).
         ["management", "v1", "auth", "token"] => &[("POST", api::management::auth::token, Public)],
@@ -60,6 +62,19 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         }
         ["management", "v1", "overview"] => &[("GET", api::management::overview::get, Operator)],
         ["management", "v1", "version"] => &[("GET", api::management::version::get, Operator)],
+        ["management", "v1", "sessions"] => &[("GET", api::management::sessions::list, Operator)],
+        ["management", "v1", "sessions", _] => {
+            &[("GET", api::management::sessions::detail, Operator)]
+        }
+        ["management", "v1", "sessions", _, "turns", _, "diff"] => {
+            &[("GET", api::management::sessions::turn_diff, Operator)]
+        }
+        ["management", "v1", "sessions", _, "turns", _, "revert"] => {
+            &[("POST", api::management::sessions::turn_revert, Operator)]
+        }
+        ["management", "v1", "providers", "models"] => {
+            &[("GET", api::openai::provider_models, Operator)]
+        }
         _ => return Route::NotFound,
     };
     match methods.iter().find(|(m, _, _)| *m == method) {

@@ -150,3 +150,53 @@ pub struct CommandSpec {
     /// Bytes written to stdin before it is closed; `None` means stdin is /dev/null.
     pub stdin: Option<String>,
 }
+
+/// The child environment for `spec`, built from scratch: `PATH`, the provider's `home_vars`,
+/// `PWD` = the workspace, then `[providers.<p>].env`. A later entry replaces an earlier one of the
+/// same name (so configuration wins) and each name appears once, in first-set order.
+pub fn child_env(spec: &RunSpec, home_vars: Vec<(&str, String)>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: String| match env.iter_mut().find(|(k, _)| k == key) {
+        Some(entry) => entry.1 = value,
+        None => env.push((key.to_string(), value)),
+    };
+    set("PATH", spec.path_env.clone());
+    for (key, value) in home_vars {
+        set(key, value);
+    }
+    set("PWD", spec.workspace.display().to_string());
+    for (key, value) in &spec.extra_env {
+        set(key, value.clone());
+    }
+    env
+}
+
+/// Creates `dir` and any missing parents with mode 0700, and sets `dir` itself to 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `contents` to a new file at `path` (mode 0600); leaves an existing file untouched.
+/// A failed write removes the partial file so the next call retries.
+pub fn write_if_absent(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => file.write_all(contents.as_bytes()).inspect_err(|_| {
+            // A half-written file would never be rewritten: remove it so the next call retries.
+            let _ = std::fs::remove_file(path);
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}

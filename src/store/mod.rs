@@ -6,6 +6,8 @@
 
 pub mod meta;
 pub mod operator_tokens;
+pub mod sessions;
+pub mod turns;
 
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -15,11 +17,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The append-only list of migrations. Never edit or reorder an entry; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("migrations/001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("migrations/001_foundation.sql"),
+    ),
+    (2, "sessions", include_str!("migrations/002_sessions.sql")),
+];
 
 const READERS: usize = 4;
 

@@ -1,2 +1,54 @@
 //! Workspaces: per-turn git snapshots with a private index, diffs between them, revert, and a
 //! manifest fallback without git.
+//!
+//! A turn is bracketed by two [`snapshot`]s of the working tree; [`diff`] compares exactly those
+//! two trees, so `modified_files` and `diff` cover this turn only (new, deleted and binary files
+//! included) and [`restore`] can put the tree back. The git side lives in `git` and never touches
+//! the user's index, HEAD or branches; hosts without git get the content [`manifest`] instead.
+//! Must not decide policy (which turn may be reverted, where the private index lives): callers do.
+
+pub mod git;
+pub mod manifest;
+pub mod zone;
+
+pub use git::{
+    diff, ensure_repo, git_available, restore, snapshot, Snapshot, MAX_DIFF_BYTES, SNAPSHOT_REFS,
+};
+pub use manifest::{manifest, manifest_changes, manifest_reusing, Manifest, ManifestEntry};
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to one path between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// The path exists only in the later snapshot.
+    Added,
+    /// The path exists in both with different content, mode or type.
+    Modified,
+    /// The path exists only in the earlier snapshot.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The lowercase wire name: `added`, `modified` or `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One changed file between two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Workspace-relative path with `/` separators (lossily decoded if not UTF-8).
+    pub path: String,
+    /// Added, modified or deleted.
+    pub kind: ChangeKind,
+    /// Git (or the manifest) considers the content binary: a NUL byte near the start, or a
+    /// `binary`/`-diff` attribute for git.
+    pub binary: bool,
+}

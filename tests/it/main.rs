@@ -7,6 +7,8 @@ mod config;
 mod dashboard;
 mod http_shapes;
 mod lifecycle;
+mod mock_clis;
 mod smoke;
 mod storage;
+mod turns;
 mod vault;

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::http::{Request, Response};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
 #[derive(Deserialize, Default)]
 struct TokenRequest {
@@ -16,7 +17,7 @@ struct TokenRequest {
 }
 
 /// Exchanges the operator secret for an 8-hour access token.
-pub fn token(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+pub fn token(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let body: TokenRequest = request.json_opt()?.unwrap_or_default();
     let presented = body
         .operator_secret
@@ -42,7 +43,7 @@ pub fn token(app: &App, request: &Request, _principal: &Principal) -> Result<Res
 }
 
 /// Revokes the access token the request carries.
-pub fn logout(app: &App, request: &Request, principal: &Principal) -> Result<Response> {
+pub fn logout(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let revoked = match principal {
         Principal::Operator(credential) => crate::operator::logout(&app.store, credential)?,
         Principal::Anonymous => false,

@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod overview;
+pub mod sessions;
 pub mod version;

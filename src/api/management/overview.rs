@@ -5,9 +5,10 @@ use crate::app::App;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use serde_json::json;
+use std::sync::Arc;
 
 /// The operator's landing summary.
-pub fn get(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let now_ms = crate::clock::now_ms();
     let active_tokens = app
         .store

@@ -6,9 +6,10 @@ use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::release::{CheckStatus, ReleaseCheck};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The version, plus the latest release when `check_updates=true` and checking is enabled.
-pub fn get(app: &App, request: &Request, _principal: &Principal) -> Result<Response> {
+pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let check_updates = match request.query_param("check_updates") {
         None | Some("") | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,

@@ -433,7 +433,10 @@ where
                 Some(TransferEncoding::Chunked) => {
                     use chunked_transfer::Encoder;
 
-                    let mut writer = Encoder::new(writer);
+                    // Codara patch: upstream buffered 8 KiB per chunk and never flushed the
+                    // socket writer, so Server-Sent Events sat in buffers. Send each read of the
+                    // body as one chunk and flush it through to the socket.
+                    let mut writer = Encoder::with_flush_after_write(FlushEachWrite(writer));
                     io::copy(&mut reader, &mut writer)?;
                 }
 
@@ -570,5 +573,20 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
         }
+    }
+}
+
+/// Codara patch: a writer that flushes after every write (see the chunked branch above).
+struct FlushEachWrite<W: Write>(W);
+
+impl<W: Write> Write for FlushEachWrite<W> {
+    fn write(&mut self, data: &[u8]) -> IoResult<usize> {
+        self.0.write_all(data)?;
+        self.0.flush()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        self.0.flush()
     }
 }

@@ -1,0 +1,151 @@
+//! `/management/v1/sessions`: list, detail with turns, a turn's diff, and reverting a turn.
+
+use crate::api::auth::Principal;
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::store;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+
+/// `GET /management/v1/sessions?user_id=&limit=`.
+pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    let limit = match request.query_param("limit") {
+        None => 50,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| Error::bad_param("limit", "`limit` must be 1-500"))?,
+    };
+    let user = request.query_param("user_id");
+    let sessions = app.store.read(|conn| store::sessions::list(conn, user, limit))?;
+    let data: Vec<Value> = sessions.iter().map(session_json).collect();
+    Ok(Response::envelope(&request.request_id, json!(data)))
+}
+
+/// `GET /management/v1/sessions/{id}`: the session and its turns.
+pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    let id = segment(request, 3)?;
+    let (session, turns) = app.store.read(|conn| {
+        let session = store::sessions::get(conn, id)?.ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
+        let turns = store::turns::list_for_session(conn, id)?;
+        Ok((session, turns))
+    })?;
+    let mut data = session_json(&session);
+    data["turns"] = json!(turns.iter().map(turn_json).collect::<Vec<_>>());
+    Ok(Response::envelope(&request.request_id, data))
+}
+
+/// `GET /management/v1/sessions/{id}/turns/{n}/diff`: the files and unified diff of one turn.
+pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    let turn = load_turn(app, request)?;
+    let (before, after) = trees(&turn)?;
+    let (changes, diff) = crate::workspace::diff(Path::new(&turn.workspace_path), &app.config.host, &before, &after)?;
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({
+            "turn_id": turn.id,
+            "turn_index": turn.turn_index,
+            "modified_files": changes.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+            "diff": diff,
+        }),
+    ))
+}
+
+/// `POST /management/v1/sessions/{id}/turns/{n}/revert`: restores the workspace to before that turn.
+pub fn turn_revert(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    let turn = load_turn(app, request)?;
+    let (before, _) = trees(&turn)?;
+    let workspace = Path::new(&turn.workspace_path);
+    let lock_name = format!("workspace:{}", workspace.display());
+    let timeout = std::time::Duration::from_secs(app.config.workspace.lock_timeout_seconds);
+    let _guard = app
+        .turn_locks
+        .acquire(&lock_name, timeout)
+        .ok_or_else(|| Error::Conflict("a turn is running in this workspace; retry when it finishes".into()))?;
+    let index = app.config.storage.data_dir.join("snapshots").join("revert.index");
+    crate::workspace::restore(workspace, &app.config.host, &before, &index)?;
+    log::info!("reverted workspace {} to before turn {}", workspace.display(), turn.id);
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({"reverted": true, "turn_id": turn.id, "workspace": turn.workspace_path}),
+    ))
+}
+
+fn segment<'a>(request: &'a Request, index: usize) -> Result<&'a str> {
+    request
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .nth(index)
+        .ok_or_else(|| Error::NotFound("no such session".to_string()))
+}
+
+fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
+    let id = segment(request, 3)?;
+    let index_text = segment(request, 5)?;
+    let index: i64 = index_text
+        .parse()
+        .map_err(|_| Error::bad_param("turn", format!("turn must be a number, got `{index_text}`")))?;
+    app.store
+        .read(|conn| store::turns::get(conn, id, index))?
+        .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
+}
+
+fn trees(turn: &store::turns::Turn) -> Result<(crate::workspace::Snapshot, crate::workspace::Snapshot)> {
+    match (&turn.before_tree, &turn.after_tree) {
+        (Some(before), Some(after)) => Ok((
+            crate::workspace::Snapshot::from_tree(before),
+            crate::workspace::Snapshot::from_tree(after),
+        )),
+        _ => Err(Error::Conflict("this turn has no workspace snapshots".into())),
+    }
+}
+
+fn session_json(session: &store::sessions::Session) -> Value {
+    json!({
+        "id": session.id,
+        "user_id": session.user_id,
+        "workspace_id": session.workspace_id,
+        "workspace_path": session.workspace_path,
+        "client_session_id": session.client_session_id,
+        "provider": session.provider,
+        "model": session.model,
+        "cli_session_id": session.cli_session_id,
+        "account_id": session.account_id,
+        "turn_count": session.turn_count,
+        "message_count": session.message_count,
+        "dirty": session.dirty,
+        "created_at": crate::clock::rfc3339(session.created_at),
+        "updated_at": crate::clock::rfc3339(session.updated_at),
+    })
+}
+
+fn turn_json(turn: &store::turns::Turn) -> Value {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    json!({
+        "id": turn.id,
+        "turn_index": turn.turn_index,
+        "provider": turn.provider,
+        "model": turn.model,
+        "cli_session_id": turn.cli_session_id,
+        "resumed": turn.resumed,
+        "prompt": turn.prompt,
+        "reply": turn.reply,
+        "actions": parse(&turn.actions),
+        "modified_files": parse(&turn.modified_files),
+        "usage": {
+            "prompt_tokens": turn.prompt_tokens,
+            "completion_tokens": turn.completion_tokens,
+            "cached_tokens": turn.cached_tokens,
+        },
+        "duration_ms": turn.duration_ms,
+        "exit_code": turn.exit_code,
+        "status": turn.status,
+        "error": turn.error,
+        "dirty": turn.dirty,
+        "created_at": crate::clock::rfc3339(turn.created_at),
+    })
+}

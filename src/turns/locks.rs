@@ -1,0 +1,77 @@
+//! Named locks with a bounded wait: one turn at a time per session and per workspace.
+//!
+//! In memory: a single process owns the data dir (the instance lock), so process-local locks
+//! are enough.
+
+use std::collections::HashSet;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A set of held names with waiters.
+#[derive(Default)]
+pub struct Locks {
+    held: Mutex<HashSet<String>>,
+    released: Condvar,
+}
+
+/// Releases its name when dropped.
+pub struct Guard<'a> {
+    locks: &'a Locks,
+    name: String,
+}
+
+impl Locks {
+    /// Takes `name`, waiting up to `timeout`; `None` when it stayed busy.
+    pub fn acquire(&self, name: &str, timeout: Duration) -> Option<Guard<'_>> {
+        let deadline = Instant::now() + timeout;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains(name) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            held = self
+                .released
+                .wait_timeout(held, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        held.insert(name.to_string());
+        Some(Guard {
+            locks: self,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.name);
+        self.locks.released.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_waits_then_times_out() {
+        let locks = Locks::default();
+        let first = locks.acquire("a", Duration::ZERO).unwrap();
+        assert!(locks.acquire("a", Duration::from_millis(50)).is_none());
+        assert!(locks.acquire("b", Duration::ZERO).is_some());
+        drop(first);
+        assert!(locks.acquire("a", Duration::ZERO).is_some());
+    }
+
+    #[test]
+    fn waiter_gets_the_lock_when_released() {
+        let locks = std::sync::Arc::new(Locks::default());
+        let guard = locks.acquire("s", Duration::ZERO).unwrap();
+        let other = std::sync::Arc::clone(&locks);
+        let waiter =
+            std::thread::spawn(move || other.acquire("s", Duration::from_secs(5)).is_some());
+        std::thread::sleep(Duration::from_millis(50));
+        drop(guard);
+        assert!(waiter.join().unwrap());
+    }
+}
