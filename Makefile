@@ -9,11 +9,12 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 ARGS    ?=
 
-.PHONY: help build release serve test lint fmt bench install uninstall clean
+.PHONY: help build release serve test clis lint fmt bench install uninstall clean
 
 help:
 	@echo "make serve         build (release) and run codara on embedded defaults"
-	@echo "make test          unit + integration tests"
+	@echo "make test          unit + integration tests (installs the pinned CLIs first)"
+	@echo "make clis          install the pinned codex/gemini/opencode CLIs into .clis/"
 	@echo "make lint          cargo fmt --check + clippy -D warnings"
 	@echo "make bench         start-up, idle RSS, binary size, management req/s + p99"
 	@echo "make build         debug build"
@@ -33,7 +34,11 @@ release:
 serve: release
 	./target/release/codara serve $(ARGS)
 
-test:
+# The pinned agent CLIs the integration tests drive (scripts/clis/package.json + lock).
+clis:
+	scripts/install-clis.sh
+
+test: clis
 	$(CARGO) test --lib --bins --tests
 
 lint:
@@ -43,9 +48,10 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-bench:
+bench: clis
 	$(CARGO) build --release
 	$(CARGO) bench --bench gateway
+	$(CARGO) bench --bench turns
 
 install: release
 	install -Dm755 target/release/codara $(DESTDIR)$(PREFIX)/bin/codara

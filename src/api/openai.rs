@@ -5,13 +5,13 @@
 
 use crate::api::auth::Principal;
 use crate::app::App;
-use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::http::{Body, Request, Response};
 use crate::turns::engine::{self, TurnRequest};
 use crate::turns::prompt::Message;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `GET /v1/models`: every enabled provider's models plus the `uag-<provider>` aliases.
@@ -36,7 +36,11 @@ pub fn models(app: &Arc<App>, _request: &Request, _principal: &Principal) -> Res
 }
 
 /// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is installed.
-pub fn provider_models(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+pub fn provider_models(
+    app: &Arc<App>,
+    request: &Request,
+    _principal: &Principal,
+) -> Result<Response> {
     let data: Vec<Value> = app
         .config
         .providers
@@ -57,7 +61,10 @@ pub fn provider_models(app: &Arc<App>, request: &Request, _principal: &Principal
         .collect();
     let body = json!({"object": "list", "data": data});
     if request.path.starts_with("/management/") {
-        return Ok(Response::envelope(&request.request_id, body["data"].clone()));
+        return Ok(Response::envelope(
+            &request.request_id,
+            body["data"].clone(),
+        ));
     }
     Ok(Response::json(200, &body))
 }
@@ -82,15 +89,30 @@ struct StreamOptions {
 }
 
 /// `POST /v1/chat/completions`: runs one agent turn, as JSON or as Server-Sent Events.
-pub fn chat_completions(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+pub fn chat_completions(
+    app: &Arc<App>,
+    request: &Request,
+    principal: &Principal,
+) -> Result<Response> {
     let body: ChatRequest = request.json()?;
-    let raw_messages = body.messages.ok_or_else(|| Error::bad_param("messages", "`messages` is required"))?;
+    let raw_messages = body
+        .messages
+        .ok_or_else(|| Error::bad_param("messages", "`messages` is required"))?;
     let messages = parse_messages(&raw_messages)?;
     if !messages.iter().any(|m| m.role == "user") {
-        return Err(Error::bad_param("messages", "`messages` must contain at least one user message"));
+        return Err(Error::bad_param(
+            "messages",
+            "`messages` must contain at least one user message",
+        ));
     }
     let provider = resolve_provider(app, body.provider.as_deref(), body.model.as_deref())?;
-    let provider_config = app.config.providers.iter().into_iter().find(|(n, _)| *n == provider).map(|(_, c)| c.clone());
+    let provider_config = app
+        .config
+        .providers
+        .iter()
+        .into_iter()
+        .find(|(n, _)| *n == provider)
+        .map(|(_, c)| c.clone());
     let default_model = provider_config.map(|c| c.default_model).unwrap_or_default();
     let model = match body.model.as_deref() {
         None | Some("") => default_model,
@@ -99,7 +121,10 @@ pub fn chat_completions(app: &Arc<App>, request: &Request, principal: &Principal
     };
     if let Some(label) = &body.client_session_id {
         if label.is_empty() || label.len() > 256 || label.chars().any(char::is_control) {
-            return Err(Error::bad_param("client_session_id", "`client_session_id` must be 1-256 printable characters"));
+            return Err(Error::bad_param(
+                "client_session_id",
+                "`client_session_id` must be 1-256 printable characters",
+            ));
         }
     }
     let root = &app.config.workspace.root;
@@ -111,7 +136,10 @@ pub fn chat_completions(app: &Arc<App>, request: &Request, principal: &Principal
         (Some(requested), _) => {
             let dir = crate::workspace::zone::operator_workspace(root, requested)?;
             let canonical_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
-            let id = dir.strip_prefix(&canonical_root).map(|p| p.display().to_string()).unwrap_or_default();
+            let id = dir
+                .strip_prefix(&canonical_root)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             (if id.is_empty() { ".".to_string() } else { id }, dir)
         }
         (None, id) => {
@@ -150,7 +178,10 @@ pub fn chat_completions(app: &Arc<App>, request: &Request, principal: &Principal
         return Ok(Response::json(200, &response));
     }
 
-    let include_usage = body.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+    let include_usage = body
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
     let (sender, mut stream) = crate::http::sse::channel_pair(KEEPALIVE);
     let app = Arc::clone(app);
     let producer = std::thread::Builder::new()
@@ -212,18 +243,26 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 
 fn parse_messages(raw: &[Value]) -> Result<Vec<Message>> {
     if raw.is_empty() {
-        return Err(Error::bad_param("messages", "`messages` must contain at least one message"));
+        return Err(Error::bad_param(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
     }
     let mut messages = Vec::with_capacity(raw.len());
     for (i, message) in raw.iter().enumerate() {
         let param = format!("messages[{i}]");
         let role = message.get("role").and_then(Value::as_str).ok_or_else(|| {
-            Error::bad_param(&format!("{param}.role"), "each message needs a string `role`")
+            Error::bad_param(
+                &format!("{param}.role"),
+                "each message needs a string `role`",
+            )
         })?;
         if !matches!(role, "system" | "developer" | "user" | "assistant" | "tool") {
             return Err(Error::bad_param(
                 &format!("{param}.role"),
-                format!("unknown role `{role}`; expected system, developer, user, assistant or tool"),
+                format!(
+                    "unknown role `{role}`; expected system, developer, user, assistant or tool"
+                ),
             ));
         }
         let text = match message.get("content") {
@@ -233,17 +272,25 @@ fn parse_messages(raw: &[Value]) -> Result<Vec<Message>> {
                 let mut texts = Vec::new();
                 for (j, part) in parts.iter().enumerate() {
                     match part.get("type").and_then(Value::as_str) {
-                        Some("text") | Some("input_text") => {
-                            texts.push(part.get("text").and_then(Value::as_str).unwrap_or("").to_string())
-                        }
+                        Some("text") | Some("input_text") => texts.push(
+                            part.get("text")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string(),
+                        ),
                         Some(other) => {
                             return Err(Error::bad_param(
                                 &format!("{param}.content[{j}]"),
-                                format!("content part type `{other}` is not supported yet; send text parts"),
+                                format!(
+                                "content part type `{other}` is not supported yet; send text parts"
+                            ),
                             ))
                         }
                         None => {
-                            return Err(Error::bad_param(&format!("{param}.content[{j}]"), "each content part needs a `type`"))
+                            return Err(Error::bad_param(
+                                &format!("{param}.content[{j}]"),
+                                "each content part needs a `type`",
+                            ))
                         }
                     }
                 }

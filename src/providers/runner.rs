@@ -39,6 +39,9 @@ pub fn command(program: &Path, host: &HostEnv) -> Command {
 }
 
 /// Runs `command` to completion, killing its process group if it outlives `timeout`.
+///
+/// Short helper runs (git, `--version`) go through here: output is read by two threads and the
+/// caller waits on their results, so a finished child is noticed at once (no polling interval).
 pub fn capture(mut command: Command, timeout: Duration) -> Result<Captured> {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
@@ -47,7 +50,8 @@ pub fn capture(mut command: Command, timeout: Duration) -> Result<Captured> {
         .spawn()
         .map_err(|e| Error::io(&program, e))?;
     let pid = child.id() as libc::pid_t;
-    let readers: Vec<_> = [
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let streams = [
         child
             .stdout
             .take()
@@ -56,49 +60,49 @@ pub fn capture(mut command: Command, timeout: Duration) -> Result<Captured> {
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .map(|stream| {
+    ];
+    for (slot, stream) in streams.into_iter().enumerate() {
+        let tx = tx.clone();
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut stream) = stream {
                 // Bounded: a chatty child cannot grow this without limit.
                 let _ = stream.by_ref().take(1024 * 1024).read_to_end(&mut bytes);
             }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    })
-    .collect();
+            let _ = tx.send((slot, String::from_utf8_lossy(&bytes).into_owned()));
+        });
+    }
+    drop(tx);
     let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait().map_err(|e| Error::io(&program, e))? {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => {
-                // SAFETY: signalling the process group we created; a stale pid group is harmless.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                let _ = child.wait();
-                break None;
+    let mut outputs = [String::new(), String::new()];
+    let mut timed_out = false;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((slot, text)) => outputs[slot] = text,
+            Err(_) => {
+                timed_out = true;
+                break;
             }
-            None => std::thread::sleep(Duration::from_millis(10)),
         }
-    };
-    // Grandchildren may still hold the pipes; kill the group so the readers see EOF.
-    // SAFETY: as above.
+    }
+    // Kill the group either way: on timeout to stop it, otherwise to reap grandchildren that
+    // outlived it (a process group id is not reused while its leader is unreaped).
+    // SAFETY: signalling the process group we created.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    let mut outputs = readers.into_iter().map(|r| r.join().unwrap_or_default());
-    let stdout = outputs.next().unwrap_or_default();
-    let stderr = outputs.next().unwrap_or_default();
-    match status {
-        Some(status) => Ok(Captured {
-            code: status.code(),
-            stdout,
-            stderr,
-        }),
-        None => Err(Error::Unavailable {
+    let status = child.wait().map_err(|e| Error::io(&program, e))?;
+    if timed_out {
+        return Err(Error::Unavailable {
             code: "timeout",
             message: format!("{program} did not finish within {} s", timeout.as_secs()),
-        }),
+        });
     }
+    let [stdout, stderr] = outputs;
+    Ok(Captured {
+        code: status.code(),
+        stdout,
+        stderr,
+    })
 }
 
 /// Bounds of one CLI run.
@@ -380,7 +384,7 @@ pub fn run(
                 killing = Some((now, false));
             }
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(1));
     };
     guard.reaped = status;
     use std::os::unix::process::ExitStatusExt;

@@ -77,12 +77,14 @@ pub fn session_key(user_id: &str, workspace_id: &str, client_session_id: &str) -
 /// Checks what can be checked before answering: the provider CLI exists.
 pub fn preflight(app: &App, request: &TurnRequest) -> Result<PathBuf> {
     let config = provider_config(app, request.provider);
-    providers::find_binary(&config.binary, &app.config.host.path).ok_or_else(|| Error::Unavailable {
-        code: "provider_unavailable",
-        message: format!(
-            "the {} CLI (`{}`) is not installed or not on PATH; see `codara doctor`",
-            request.provider, config.binary
-        ),
+    providers::find_binary(&config.binary, &app.config.host.path).ok_or_else(|| {
+        Error::Unavailable {
+            code: "provider_unavailable",
+            message: format!(
+                "the {} CLI (`{}`) is not installed or not on PATH; see `codara doctor`",
+                request.provider, config.binary
+            ),
+        }
     })
 }
 
@@ -113,15 +115,20 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         None => None,
     };
     let workspace_name = format!("workspace:{}", request.workspace.display());
-    let _workspace_guard = app.turn_locks.acquire(&workspace_name, lock_timeout).ok_or_else(|| {
-        Error::Conflict(format!(
-            "another turn is running in this workspace (waited {} s); retry when it finishes",
-            lock_timeout.as_secs()
-        ))
-    })?;
+    let _workspace_guard = app
+        .turn_locks
+        .acquire(&workspace_name, lock_timeout)
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "another turn is running in this workspace (waited {} s); retry when it finishes",
+                lock_timeout.as_secs()
+            ))
+        })?;
 
     let stored = match &key {
-        Some(key) => app.store.read(|conn| store::sessions::find_by_key(conn, key))?,
+        Some(key) => app
+            .store
+            .read(|conn| store::sessions::find_by_key(conn, key))?,
         None => None,
     };
     // A session moved to another provider cannot resume the old CLI session.
@@ -138,18 +145,21 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
             .as_ref(),
     );
 
-    crate::workspace::ensure_repo(&request.workspace, &app.config.host)?;
-    let index = private_index(app, request)?;
-    let before = crate::workspace::snapshot(&request.workspace, &app.config.host, &index)?;
+    let tracker = Tracker::new(app, request)?;
+    let before = tracker.snapshot()?;
 
     let (mut attempt, mut resumed) = match &plan {
-        Plan::Resume { cli_session_id, prompt, .. } => (Attempt::resume(cli_session_id, prompt), true),
+        Plan::Resume {
+            cli_session_id,
+            prompt,
+            ..
+        } => (Attempt::resume(cli_session_id, prompt), true),
         Plan::Fresh { prompt, .. } => (Attempt::fresh(prompt), false),
     };
     let mut result = execute(app, request, &binary, &attempt, sink)?;
     if resumed && result.looks_like_missing_session() {
-        let after_failed = crate::workspace::snapshot(&request.workspace, &app.config.host, &index)?;
-        if after_failed.tree == before.tree {
+        let after_failed = tracker.snapshot()?;
+        if after_failed.id == before.id {
             log::warn!(
                 "resuming {} session {} failed ({}); starting a fresh session with the transcript",
                 request.provider,
@@ -162,8 +172,8 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         }
     }
 
-    let after = crate::workspace::snapshot(&request.workspace, &app.config.host, &index)?;
-    let (changes, diff) = crate::workspace::diff(&request.workspace, &app.config.host, &before, &after)?;
+    let after = tracker.snapshot()?;
+    let (changes, diff) = tracker.diff(&before, &after)?;
     let modified_files: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
     let error = result.error(request.provider);
     let dirty = error.is_some() && !modified_files.is_empty();
@@ -171,22 +181,25 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
     let turn_id = crate::crypto::random_id("trn_");
     let cli_session_id = result.session_id.clone().or_else(|| attempt.resume.clone());
 
-    let session_id = store_outcome(app, StoreInput {
-        request,
-        key: key.as_deref(),
-        stored: stored.as_ref(),
-        turn_id: &turn_id,
-        prompt: &attempt.prompt,
-        resumed,
-        result: &result,
-        cli_session_id: cli_session_id.as_deref(),
-        modified_files: &modified_files,
-        dirty,
-        error: error.as_ref(),
-        before_tree: &before.tree,
-        after_tree: &after.tree,
-        now,
-    })?;
+    let session_id = store_outcome(
+        app,
+        StoreInput {
+            request,
+            key: key.as_deref(),
+            stored: stored.as_ref(),
+            turn_id: &turn_id,
+            prompt: &attempt.prompt,
+            resumed,
+            result: &result,
+            cli_session_id: cli_session_id.as_deref(),
+            modified_files: &modified_files,
+            dirty,
+            error: error.as_ref(),
+            before_tree: &before.id,
+            after_tree: &after.id,
+            now,
+        },
+    )?;
 
     Ok(TurnOutcome {
         turn_id,
@@ -202,6 +215,9 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
     })
 }
 
+/// A provider's explanation of a CLI exit code.
+type ExplainExit = fn(Option<i32>) -> Option<&'static str>;
+
 struct Attempt {
     prompt: String,
     resume: Option<String>,
@@ -209,11 +225,17 @@ struct Attempt {
 
 impl Attempt {
     fn fresh(prompt: &str) -> Attempt {
-        Attempt { prompt: prompt.to_string(), resume: None }
+        Attempt {
+            prompt: prompt.to_string(),
+            resume: None,
+        }
     }
 
     fn resume(cli_session_id: &str, prompt: &str) -> Attempt {
-        Attempt { prompt: prompt.to_string(), resume: Some(cli_session_id.to_string()) }
+        Attempt {
+            prompt: prompt.to_string(),
+            resume: Some(cli_session_id.to_string()),
+        }
     }
 }
 
@@ -229,7 +251,7 @@ struct RunResult {
     outcome: runner::RunOutcome,
     stall_timeout: u64,
     turn_timeout: u64,
-    explain_exit: Option<fn(Option<i32>) -> Option<&'static str>>,
+    explain_exit: Option<ExplainExit>,
 }
 
 impl RunResult {
@@ -249,7 +271,10 @@ impl RunResult {
             return warning.clone();
         }
         if let Some(explained) = self.explain_exit.and_then(|f| f(self.outcome.exit_code)) {
-            return format!("{explained} (exit code {})", self.outcome.exit_code.unwrap_or_default());
+            return format!(
+                "{explained} (exit code {})",
+                self.outcome.exit_code.unwrap_or_default()
+            );
         }
         let tail = self.outcome.stderr_tail.trim();
         let last_lines: Vec<&str> = tail.lines().rev().take(5).collect();
@@ -263,13 +288,24 @@ impl RunResult {
     }
 
     fn looks_like_missing_session(&self) -> bool {
-        if !self.failed() || !self.reply.is_empty() || !self.actions.is_empty() || self.outcome.stalled {
+        if !self.failed()
+            || !self.reply.is_empty()
+            || !self.actions.is_empty()
+            || self.outcome.stalled
+        {
             return false;
         }
         let text = format!("{} {}", self.error_message(), self.outcome.stderr_tail).to_lowercase();
-        ["no previous session", "not found", "no rollout", "no session", "does not exist", "unknown session"]
-            .iter()
-            .any(|needle| text.contains(needle))
+        [
+            "no previous session",
+            "not found",
+            "no rollout",
+            "no session",
+            "does not exist",
+            "unknown session",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
     }
 
     fn error(&self, provider: &str) -> Option<Error> {
@@ -285,16 +321,32 @@ impl RunResult {
         if self.outcome.timed_out {
             return Some(Error::GatewayTimeout {
                 code: "turn_timeout",
-                message: format!("the {provider} turn exceeded {} s and was stopped", self.turn_timeout),
+                message: format!(
+                    "the {provider} turn exceeded {} s and was stopped",
+                    self.turn_timeout
+                ),
             });
         }
-        self.failed().then(|| Error::BadGateway(format!("{provider}: {}", self.error_message())))
+        self.failed()
+            .then(|| Error::BadGateway(format!("{provider}: {}", self.error_message())))
     }
 }
 
-fn execute(app: &App, request: &TurnRequest, binary: &std::path::Path, attempt: &Attempt, sink: &mut dyn Sink) -> Result<RunResult> {
+fn execute(
+    app: &App,
+    request: &TurnRequest,
+    binary: &std::path::Path,
+    attempt: &Attempt,
+    sink: &mut dyn Sink,
+) -> Result<RunResult> {
     let config = provider_config(app, request.provider);
-    let home = app.config.storage.data_dir.join("homes").join(request.provider).join("default");
+    let home = app
+        .config
+        .storage
+        .data_dir
+        .join("homes")
+        .join(request.provider)
+        .join("default");
     let spec = RunSpec {
         binary: binary.to_path_buf(),
         model: request.model.clone(),
@@ -303,32 +355,47 @@ fn execute(app: &App, request: &TurnRequest, binary: &std::path::Path, attempt: 
         workspace: request.workspace.clone(),
         home: home.clone(),
         extra_args: config.extra_args.clone(),
-        extra_env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        extra_env: config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         sandbox: config.sandbox,
         path_env: app.config.host.path.clone(),
     };
     type Parse = fn(&str) -> Vec<TurnEvent>;
-    type Explain = fn(Option<i32>) -> Option<&'static str>;
-    let (command, parse, explain): (providers::CommandSpec, Parse, Explain) = match request.provider {
-        "codex" => {
-            providers::codex::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
-            (providers::codex::command(&spec), providers::codex::parse_line, providers::codex::exit_error)
-        }
-        "gemini" => {
-            providers::gemini::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
-            (providers::gemini::command(&spec), providers::gemini::parse_line, providers::gemini::exit_error)
-        }
-        _ => {
-            providers::opencode::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
-            (
-                providers::opencode::command(&spec),
-                providers::opencode::parse_line,
-                providers::opencode::exit_error,
-            )
-        }
-    };
+    let (command, parse, explain): (providers::CommandSpec, Parse, ExplainExit) =
+        match request.provider {
+            "codex" => {
+                providers::codex::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
+                (
+                    providers::codex::command(&spec),
+                    providers::codex::parse_line,
+                    providers::codex::exit_error,
+                )
+            }
+            "gemini" => {
+                providers::gemini::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
+                (
+                    providers::gemini::command(&spec),
+                    providers::gemini::parse_line,
+                    providers::gemini::exit_error,
+                )
+            }
+            _ => {
+                providers::opencode::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
+                (
+                    providers::opencode::command(&spec),
+                    providers::opencode::parse_line,
+                    providers::opencode::exit_error,
+                )
+            }
+        };
     let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-    let limits = runner::Limits { stall: seconds(config.stall_timeout()), turn: seconds(config.turn_timeout()) };
+    let limits = runner::Limits {
+        stall: seconds(config.stall_timeout()),
+        turn: seconds(config.turn_timeout()),
+    };
     let mut result = RunResult {
         session_id: None,
         reply: String::new(),
@@ -386,11 +453,86 @@ fn execute(app: &App, request: &TurnRequest, binary: &std::path::Path, attempt: 
     Ok(result)
 }
 
-fn private_index(app: &App, request: &TurnRequest) -> Result<PathBuf> {
-    let dir = app.config.storage.data_dir.join("snapshots");
-    crate::datadir::ensure_private_dir(&dir)?;
-    let name = crate::crypto::sha256_hex(request.workspace.to_string_lossy().as_bytes());
-    Ok(dir.join(format!("{}.index", &name[..16])))
+/// Records workspace states: git trees with a private index, or file manifests without git.
+struct Tracker<'a> {
+    dir: &'a std::path::Path,
+    host: &'a crate::config::HostEnv,
+    /// The private index file; `None` when git is not available (manifest fallback).
+    index: Option<PathBuf>,
+}
+
+/// One recorded workspace state.
+struct State {
+    /// A git tree id, or a `manifest:` id.
+    id: String,
+    snapshot: Option<crate::workspace::Snapshot>,
+    manifest: Option<crate::workspace::Manifest>,
+}
+
+impl<'a> Tracker<'a> {
+    fn new(app: &'a App, request: &'a TurnRequest) -> Result<Tracker<'a>> {
+        static GIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let host = &app.config.host;
+        let dir = request.workspace.as_path();
+        if !*GIT.get_or_init(|| crate::workspace::git_available(host)) {
+            return Ok(Tracker {
+                dir,
+                host,
+                index: None,
+            });
+        }
+        crate::workspace::ensure_repo(dir, host)?;
+        let snapshots = app.config.storage.data_dir.join("snapshots");
+        crate::datadir::ensure_private_dir(&snapshots)?;
+        let name = crate::crypto::sha256_hex(dir.to_string_lossy().as_bytes());
+        Ok(Tracker {
+            dir,
+            host,
+            index: Some(snapshots.join(format!("{}.index", &name[..16]))),
+        })
+    }
+
+    fn snapshot(&self) -> Result<State> {
+        match &self.index {
+            Some(index) => {
+                let snapshot = crate::workspace::snapshot(self.dir, self.host, index)?;
+                Ok(State {
+                    id: snapshot.tree.clone(),
+                    snapshot: Some(snapshot),
+                    manifest: None,
+                })
+            }
+            None => {
+                let manifest = crate::workspace::manifest(self.dir)?;
+                Ok(State {
+                    id: manifest.id(),
+                    snapshot: None,
+                    manifest: Some(manifest),
+                })
+            }
+        }
+    }
+
+    fn diff(
+        &self,
+        before: &State,
+        after: &State,
+    ) -> Result<(Vec<crate::workspace::Change>, String)> {
+        match (
+            &before.snapshot,
+            &after.snapshot,
+            &before.manifest,
+            &after.manifest,
+        ) {
+            (Some(a), Some(b), _, _) => crate::workspace::diff(self.dir, self.host, a, b),
+            (_, _, Some(a), Some(b)) => {
+                Ok((crate::workspace::manifest_changes(a, b), String::new()))
+            }
+            _ => Err(Error::Internal(
+                "workspace states of different kinds".to_string(),
+            )),
+        }
+    }
 }
 
 struct StoreInput<'a> {
@@ -414,33 +556,45 @@ struct StoreInput<'a> {
 fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
     let request = input.request;
     let request_json = serde_json::to_string(
-        &request.messages.iter().map(|m| serde_json::json!({"role": m.role, "content": m.text})).collect::<Vec<_>>(),
+        &request
+            .messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.text}))
+            .collect::<Vec<_>>(),
     )
     .unwrap_or_default();
-    let actions_json = serde_json::to_string(&actions_to_json(&input.result.actions)).unwrap_or_default();
+    let actions_json =
+        serde_json::to_string(&actions_to_json(&input.result.actions)).unwrap_or_default();
     let files_json = serde_json::to_string(input.modified_files).unwrap_or_default();
     app.store.write(|tx| {
         let session = match input.key {
             Some(key) => {
-                let mut session = input.stored.cloned().unwrap_or_else(|| store::sessions::Session {
-                    id: crate::crypto::random_id("ses_"),
-                    session_key: key.to_string(),
-                    user_id: request.user_id.clone(),
-                    workspace_id: request.workspace_id.clone(),
-                    workspace_path: request.workspace.display().to_string(),
-                    client_session_id: request.client_session_id.clone().unwrap_or_default(),
-                    provider: request.provider.to_string(),
-                    model: request.model.clone(),
-                    cli_session_id: None,
-                    account_id: None,
-                    transcript_hash: String::new(),
-                    request_hash: String::new(),
-                    message_count: 0,
-                    turn_count: 0,
-                    dirty: false,
-                    created_at: input.now,
-                    updated_at: input.now,
-                });
+                let mut session =
+                    input
+                        .stored
+                        .cloned()
+                        .unwrap_or_else(|| store::sessions::Session {
+                            id: crate::crypto::random_id("ses_"),
+                            session_key: key.to_string(),
+                            user_id: request.user_id.clone(),
+                            workspace_id: request.workspace_id.clone(),
+                            workspace_path: request.workspace.display().to_string(),
+                            client_session_id: request
+                                .client_session_id
+                                .clone()
+                                .unwrap_or_default(),
+                            provider: request.provider.to_string(),
+                            model: request.model.clone(),
+                            cli_session_id: None,
+                            account_id: None,
+                            transcript_hash: String::new(),
+                            request_hash: String::new(),
+                            message_count: 0,
+                            turn_count: 0,
+                            dirty: false,
+                            created_at: input.now,
+                            updated_at: input.now,
+                        });
                 session.provider = request.provider.to_string();
                 session.model = request.model.clone();
                 session.turn_count += 1;
@@ -462,7 +616,10 @@ fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
         let error_text = input.error.map(|e| e.to_string());
         let status = match input.error {
             None => "ok",
-            Some(Error::GatewayTimeout { code: "cli_stalled", .. }) => "stalled",
+            Some(Error::GatewayTimeout {
+                code: "cli_stalled",
+                ..
+            }) => "stalled",
             Some(Error::GatewayTimeout { .. }) => "timeout",
             Some(_) => "error",
         };

@@ -81,12 +81,15 @@ pub fn git_available(host: &HostEnv) -> bool {
 
 /// Creates `dir` (0700) if missing and makes it a git repository if it is not one, with a local
 /// `user.name`/`user.email` only when none is configured, so commits in the workspace work.
+/// An existing repository is left exactly as it is.
 pub fn ensure_repo(dir: &Path, host: &HostEnv) -> Result<()> {
     crate::datadir::ensure_private_dir(dir)?;
-    let git = Git::open(dir, host)?;
-    if !dir.join(".git").exists() {
-        git.run_unbound(["init", "-q"])?;
+    // An existing repository is the user's: nothing to create, and its config stays theirs.
+    if dir.join(".git").exists() {
+        return Ok(());
     }
+    let git = Git::open(dir, host)?;
+    git.run_unbound(["init", "-q"])?;
     git.run(["rev-parse", "--git-dir"])?;
     for (key, value) in DEFAULT_IDENTITY {
         let args = ["config", "--get", key];

@@ -206,23 +206,25 @@ impl Codex {
         }
     }
 
-    /// `codex exec --json [resume ID] PROMPT <overrides>`: the overrides go last, the way codara
-    /// appends `extra_args`.
+    /// `codex exec --json … <overrides> [resume ID] -- PROMPT`, laid out the way codara's
+    /// `providers::codex::command` does (the mock's overrides are its `extra_args`).
     fn turn(&self, resume: Option<&str>, prompt: &str) -> Run {
         let mut args = strings(&[
             "exec",
             "--json",
             "--skip-git-repo-check",
-            "--sandbox",
-            "workspace-write",
-            "--model",
+            "-c",
+            "approval_policy=\"never\"",
+            "-c",
+            "sandbox_mode=\"workspace-write\"",
+            "-m",
             mock_model::CODEX_MODEL,
         ]);
+        args.extend(self.mock.codex_args());
         if let Some(id) = resume {
             args.extend(strings(&["resume", id]));
         }
-        args.push(prompt.to_string());
-        args.extend(self.mock.codex_args());
+        args.extend(strings(&["--", prompt]));
         let mut env = self.mock.codex_env();
         env.push((
             "CODEX_HOME".into(),
@@ -348,7 +350,7 @@ fn codex_http_400_fails_the_turn() {
 }
 
 // -------------------------------------------------------------------------------------------
-// Gemini: `gemini -p PROMPT --output-format stream-json --yolo -m MODEL`
+// Gemini: `gemini --output-format stream-json --yolo -m MODEL --prompt=PROMPT`
 
 struct Gemini {
     mock: MockModel,
@@ -367,20 +369,20 @@ impl Gemini {
         }
     }
 
+    /// `gemini --output-format stream-json --yolo -m MODEL [--resume ID] --prompt=PROMPT`, the
+    /// layout of codara's `providers::gemini::command`.
     fn turn(&self, resume: Option<&str>, prompt: &str) -> Run {
-        let mut args = Vec::new();
-        if let Some(id) = resume {
-            args.extend(strings(&["--resume", id]));
-        }
-        args.extend(strings(&[
-            "-p",
-            prompt,
+        let mut args = strings(&[
             "--output-format",
             "stream-json",
             "--yolo",
             "-m",
             GEMINI_MODEL,
-        ]));
+        ]);
+        if let Some(id) = resume {
+            args.extend(strings(&["--resume", id]));
+        }
+        args.push(format!("--prompt={prompt}"));
         let mut env = self.mock.gemini_env();
         env.push((
             "GEMINI_CLI_HOME".into(),
@@ -536,8 +538,10 @@ impl Opencode {
         }
     }
 
+    /// `opencode run --format json -m MODEL [--session ID]` with the prompt on stdin, the layout
+    /// of codara's `providers::opencode::command`.
     fn turn(&self, resume: Option<&str>, prompt: &str) -> Run {
-        let mut args = strings(&["run", "--format", "json"]);
+        let mut args = strings(&["run", "--format", "json", "-m", mock_model::OPENCODE_MODEL]);
         if let Some(id) = resume {
             args.extend(strings(&["--session", id]));
         }
@@ -745,6 +749,25 @@ fn mock_steps_then_final_over_responses_and_chat() {
     assert_eq!(last["type"], "message");
     assert_eq!(last["content"][0]["text"], "all done");
 
+    // Without `apply_patch` (codex with a model slug it has no metadata for) a write becomes a
+    // heredoc through `exec_command`; the non-streaming form carries the same item.
+    let write = directive(json!({"write": {"path": "it's.txt", "content": "x\ny\n"}}));
+    let fallback = post(
+        &mock,
+        "/v1/responses",
+        &json!({"model": "m", "input": [{"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": write}]}],
+                "tools": [{"type": "function", "name": "exec_command"}]}),
+    );
+    let item = &fallback.json()["output"][0];
+    assert_eq!(item["name"], "exec_command");
+    assert_eq!(
+        item["arguments"],
+        json!({"cmd": "cat > 'it'\\''s.txt' <<'MOCK_EOF'\nx\ny\nMOCK_EOF"}).to_string()
+    );
+    assert_eq!(mock.requests().len(), 4);
+    mock.reset();
+
     let chat = post(
         &mock,
         "/v1/chat/completions",
@@ -766,9 +789,10 @@ fn mock_steps_then_final_over_responses_and_chat() {
     );
 
     let logged = support::http(mock_addr(&mock), "GET", "/__mock/requests", &[], None).json();
-    assert_eq!(logged.as_array().unwrap().len(), 4);
-    assert_eq!(logged[3]["path"], "/v1/chat/completions");
-    assert!(logged[3]["unix_ms"].as_u64().unwrap() > 0);
+    assert_eq!(logged.as_array().unwrap().len(), 1, "{logged}");
+    assert_eq!(logged[0]["path"], "/v1/chat/completions");
+    assert_eq!(logged[0]["body"]["messages"][0]["content"], prompt.as_str());
+    assert!(logged[0]["unix_ms"].as_u64().unwrap() > 0);
     let reset = support::http(mock_addr(&mock), "POST", "/__mock/reset", &[], None);
     assert_eq!(reset.status, 200);
     assert!(mock.requests().is_empty());
@@ -791,29 +815,41 @@ fn mock_delay_sends_nothing_then_streams_chunks_apart() {
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body.as_bytes()).unwrap();
     let started = Instant::now();
-    let mut arrivals: Vec<(Duration, String)> = Vec::new();
+    // Each complete `data:` line with the time its last byte arrived.
+    let mut lines: Vec<(Duration, String)> = Vec::new();
+    let mut pending = String::new();
     let mut buf = [0u8; 4096];
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut raw = String::new();
-    while !raw.contains("0\r\n\r\n") && started.elapsed() < Duration::from_secs(10) {
-        let n = stream.read(&mut buf).unwrap();
+    let mut first_byte = None;
+    let mut done = false;
+    while !done {
+        let n = stream
+            .read(&mut buf)
+            .expect("the streamed body within 10 s");
         if n == 0 {
             break;
         }
-        let piece = String::from_utf8_lossy(&buf[..n]).into_owned();
-        raw.push_str(&piece);
-        arrivals.push((started.elapsed(), piece));
+        first_byte.get_or_insert(started.elapsed());
+        pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if line.starts_with("data: ") {
+                lines.push((started.elapsed(), line.trim_end().to_string()));
+            }
+            // The last chunk of the chunked body.
+            done |= line == "0\r\n";
+        }
     }
-    let first = arrivals.first().expect("a response").0;
+    let first = first_byte.expect("a response");
     assert!(
         first >= Duration::from_millis(950),
         "nothing before the delay: {first:?}"
     );
-    let texts: Vec<(Duration, String)> = arrivals
+    let texts: Vec<(Duration, String)> = lines
         .iter()
-        .flat_map(|(at, piece)| sse_data(piece).into_iter().map(move |v| (*at, v)))
+        .flat_map(|(at, line)| sse_data(line).into_iter().map(move |v| (*at, v)))
         .map(|(at, v)| {
             let text = v["candidates"][0]["content"]["parts"][0]["text"]
                 .as_str()

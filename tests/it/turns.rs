@@ -17,10 +17,17 @@ struct Rig {
 
 fn rig(extra_toml: &str) -> Rig {
     let mock = MockModel::start();
-    let toml = format!("{}\n[workspace]\nlock_timeout_seconds = 30\n{extra_toml}", mock.codara_toml(&clis_bin()));
+    let toml = format!(
+        "{}\n[workspace]\nlock_timeout_seconds = 30\n{extra_toml}",
+        mock.codara_toml(&clis_bin())
+    );
     let server = support::server().toml(&toml).start();
     let token = server.login();
-    Rig { mock, server, token }
+    Rig {
+        mock,
+        server,
+        token,
+    }
 }
 
 fn user(text: &str) -> Value {
@@ -32,7 +39,13 @@ fn assistant(text: &str) -> Value {
 }
 
 impl Rig {
-    fn chat(&self, provider: &str, session: Option<&str>, messages: &[Value], extra: Value) -> support::HttpResponse {
+    fn chat(
+        &self,
+        provider: &str,
+        session: Option<&str>,
+        messages: &[Value],
+        extra: Value,
+    ) -> support::HttpResponse {
         let mut body = json!({"model": format!("uag-{provider}"), "messages": messages});
         if let Some(session) = session {
             body["client_session_id"] = json!(session);
@@ -42,7 +55,8 @@ impl Rig {
                 body[k] = v.clone();
             }
         }
-        self.server.post_json("/v1/chat/completions", Some(&self.token), &body.to_string())
+        self.server
+            .post_json("/v1/chat/completions", Some(&self.token), &body.to_string())
     }
 
     fn ok(&self, provider: &str, session: Option<&str>, messages: &[Value]) -> Value {
@@ -52,7 +66,9 @@ impl Rig {
     }
 
     fn session(&self, id: &str) -> Value {
-        let response = self.server.get(&format!("/management/v1/sessions/{id}"), Some(&self.token));
+        let response = self
+            .server
+            .get(&format!("/management/v1/sessions/{id}"), Some(&self.token));
         assert_eq!(response.status, 200, "{}", response.text());
         response.json()["data"].clone()
     }
@@ -68,7 +84,10 @@ impl Rig {
 }
 
 fn reply(response: &Value) -> String {
-    response["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string()
+    response["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn first_and_resume(provider: &str) {
@@ -76,62 +95,128 @@ fn first_and_resume(provider: &str) {
     let first = rig.ok(provider, Some("conv-1"), &[user("first question alpha")]);
     let first_reply = reply(&first);
     assert!(first_reply.contains("MOCK_REPLY"), "{provider}: {first}");
-    let session_id = first["session_id"].as_str().expect("session_id").to_string();
+    let session_id = first["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_string();
     assert_eq!(first["extensions"]["session_id"], first["session_id"]);
     assert_eq!(first["resumed"], false);
-    assert!(first["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{first}");
+    assert!(
+        first["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{first}"
+    );
 
     let before = rig.model_requests().len();
     let second = rig.ok(
         provider,
         Some("conv-1"),
-        &[user("first question alpha"), assistant(&first_reply), user("second question beta")],
+        &[
+            user("first question alpha"),
+            assistant(&first_reply),
+            user("second question beta"),
+        ],
     );
     assert_eq!(second["session_id"].as_str(), Some(session_id.as_str()));
     assert_eq!(second["resumed"], true, "{second}");
     // The model saw the earlier turn (the CLI keeps the history) ...
     let later: Vec<String> = rig.model_requests().into_iter().skip(before).collect();
-    assert!(later.iter().any(|b| b.contains("first question alpha") && b.contains("second question beta")), "{provider}: the resumed request lacks the history");
+    assert!(
+        later
+            .iter()
+            .any(|b| b.contains("first question alpha") && b.contains("second question beta")),
+        "{provider}: the resumed request lacks the history"
+    );
     // ... while the gateway sent the CLI only the new message.
     let session = rig.session(&session_id);
-    assert_eq!(session["turns"][1]["prompt"], "second question beta", "{session}");
+    assert_eq!(
+        session["turns"][1]["prompt"], "second question beta",
+        "{session}"
+    );
     assert_eq!(session["turns"][1]["resumed"], true);
     // The first question reached the CLI exactly once: each model request holds it as one
     // message (an exact JSON string), never twice (the original duplicated history every turn).
     for body in &later {
         let n = body.matches("\"first question alpha\"").count();
-        assert_eq!(n, 1, "{provider}: the first question appears {n} times in a resumed request");
+        assert_eq!(
+            n, 1,
+            "{provider}: the first question appears {n} times in a resumed request"
+        );
     }
 }
 
 fn file_write_diff_and_revert(provider: &str) {
     let rig = rig("");
-    let prompt = directive(json!({"write": {"path": "hello.txt", "content": "hello from the agent\n"}}));
+    let prompt =
+        directive(json!({"write": {"path": "hello.txt", "content": "hello from the agent\n"}}));
     let response = rig.ok(provider, Some("w"), &[user(&prompt)]);
-    assert_eq!(response["modified_files"], json!(["hello.txt"]), "{response}");
-    assert!(response["diff"].as_str().unwrap().contains("+hello from the agent"), "{response}");
-    assert!(response["actions"].as_array().unwrap().iter().any(|a| a["type"] == "file_change"), "{response}");
+    assert_eq!(
+        response["modified_files"],
+        json!(["hello.txt"]),
+        "{response}"
+    );
+    assert!(
+        response["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+hello from the agent"),
+        "{response}"
+    );
+    assert!(
+        response["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["type"] == "file_change"),
+        "{response}"
+    );
     assert_eq!(response["dirty"], false);
     let session_id = response["session_id"].as_str().unwrap().to_string();
-    let workspace = rig.session(&session_id)["workspace_path"].as_str().unwrap().to_string();
+    let workspace = rig.session(&session_id)["workspace_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(std::path::Path::new(&workspace).join("hello.txt").exists());
 
-    let diff = rig.server.get(&format!("/management/v1/sessions/{session_id}/turns/1/diff"), Some(&rig.token));
+    let diff = rig.server.get(
+        &format!("/management/v1/sessions/{session_id}/turns/1/diff"),
+        Some(&rig.token),
+    );
     assert_eq!(diff.status, 200, "{}", diff.text());
     assert_eq!(diff.json()["data"]["modified_files"], json!(["hello.txt"]));
 
-    let revert = rig.server.post_json(&format!("/management/v1/sessions/{session_id}/turns/1/revert"), Some(&rig.token), "{}");
+    let revert = rig.server.post_json(
+        &format!("/management/v1/sessions/{session_id}/turns/1/revert"),
+        Some(&rig.token),
+        "{}",
+    );
     assert_eq!(revert.status, 200, "{}", revert.text());
-    assert!(!std::path::Path::new(&workspace).join("hello.txt").exists(), "revert removed the file");
+    assert!(
+        !std::path::Path::new(&workspace).join("hello.txt").exists(),
+        "revert removed the file"
+    );
 }
 
 fn shell_edit(provider: &str) {
     let rig = rig("");
     let prompt = directive(json!({"shell": "echo changed-by-shell > notes.txt"}));
     let response = rig.ok(provider, Some("s"), &[user(&prompt)]);
-    assert_eq!(response["modified_files"], json!(["notes.txt"]), "{response}");
-    assert!(response["actions"].as_array().unwrap().iter().any(|a| a["type"] == "command"), "{response}");
-    assert!(response["diff"].as_str().unwrap().contains("+changed-by-shell"));
+    assert_eq!(
+        response["modified_files"],
+        json!(["notes.txt"]),
+        "{response}"
+    );
+    assert!(
+        response["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["type"] == "command"),
+        "{response}"
+    );
+    assert!(response["diff"]
+        .as_str()
+        .unwrap()
+        .contains("+changed-by-shell"));
 }
 
 fn api_error_is_502(provider: &str) {
@@ -141,7 +226,13 @@ fn api_error_is_502(provider: &str) {
     assert_eq!(response.status, 502, "{provider}: {}", response.text());
     let body = response.json();
     assert_eq!(body["error"]["code"], "provider_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains(provider), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(provider),
+        "{body}"
+    );
 }
 
 fn stall_is_504_without_leftovers(provider: &str) {
@@ -152,20 +243,32 @@ fn stall_is_504_without_leftovers(provider: &str) {
     );
     let server = support::server().toml(&toml).start();
     let token = server.login();
-    let rig = Rig { mock, server, token };
+    let rig = Rig {
+        mock,
+        server,
+        token,
+    };
     let started = Instant::now();
     let prompt = directive(json!({"delay": 60}));
     let response = rig.chat(provider, Some("stall"), &[user(&prompt)], json!({}));
     assert_eq!(response.status, 504, "{provider}: {}", response.text());
     assert_eq!(response.json()["error"]["code"], "cli_stalled");
-    assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
     // No process is left with its working directory in this server's workspaces.
     let root = rig.server.dir.join("workspaces");
     let root = root.canonicalize().unwrap_or(root);
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok().map(|cwd| (e.file_name(), cwd)))
+        .filter_map(|e| {
+            std::fs::read_link(e.path().join("cwd"))
+                .ok()
+                .map(|cwd| (e.file_name(), cwd))
+        })
         .filter(|(_, cwd)| cwd.starts_with(&root))
         .map(|(pid, cwd)| format!("{pid:?} in {}", cwd.display()))
         .collect();
@@ -183,7 +286,9 @@ fn read_sse(rig: &Rig, provider: &str, prompt: &str) -> (Vec<(Instant, String)>,
     })
     .to_string();
     let mut stream = TcpStream::connect(rig.server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     write!(
         stream,
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -204,7 +309,9 @@ fn read_sse(rig: &Rig, provider: &str, prompt: &str) -> (Vec<(Instant, String)>,
         let text = String::from_utf8_lossy(&raw).into_owned();
         while let Some(start) = text[scanned..].find("data: ") {
             let begin = scanned + start + 6;
-            let Some(end) = text[begin..].find('\n') else { break };
+            let Some(end) = text[begin..].find('\n') else {
+                break;
+            };
             frames.push((Instant::now(), text[begin..begin + end].trim().to_string()));
             scanned = begin + end;
         }
@@ -215,7 +322,9 @@ fn read_sse(rig: &Rig, provider: &str, prompt: &str) -> (Vec<(Instant, String)>,
 fn streaming_is_incremental(provider: &str) {
     let rig = rig("");
     // The mock waits 2 s before answering, then streams the reply in 3 deltas 700 ms apart.
-    let prompt = directive(json!({"reply": "one two three four five six", "delay": 2, "chunk_delay_ms": 700, "chunks": 3}));
+    let prompt = directive(
+        json!({"reply": "one two three four five six", "delay": 2, "chunk_delay_ms": 700, "chunks": 3}),
+    );
     let started = Instant::now();
     let (frames, raw) = read_sse(&rig, provider, &prompt);
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
@@ -227,7 +336,12 @@ fn streaming_is_incremental(provider: &str) {
         .collect();
     let text: String = contents
         .iter()
-        .map(|(_, f)| serde_json::from_str::<Value>(f).unwrap()["choices"][0]["delta"]["content"].as_str().unwrap_or("").to_string())
+        .map(|(_, f)| {
+            serde_json::from_str::<Value>(f).unwrap()["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     assert_eq!(text, "one two three four five six", "{raw}");
     let last: Value = serde_json::from_str(&frames[frames.len() - 2].1).unwrap();
@@ -236,12 +350,18 @@ fn streaming_is_incremental(provider: &str) {
     // The role frame went out at once, long before the model answered.
     let first_frame = frames[0].0.duration_since(started);
     let first_content = contents[0].0.duration_since(started);
-    assert!(first_content >= first_frame + Duration::from_millis(1500), "{provider}: first frame {first_frame:?}, content {first_content:?}");
+    assert!(
+        first_content >= first_frame + Duration::from_millis(1500),
+        "{provider}: first frame {first_frame:?}, content {first_content:?}"
+    );
     if provider == "gemini" {
         // Only gemini reports text deltas; codex and opencode emit whole messages.
         assert!(contents.len() >= 2, "{provider}: {raw}");
         let spread = contents.last().unwrap().0.duration_since(contents[0].0);
-        assert!(spread >= Duration::from_millis(1000), "{provider}: deltas arrived together ({spread:?})");
+        assert!(
+            spread >= Duration::from_millis(1000),
+            "{provider}: deltas arrived together ({spread:?})"
+        );
     }
 }
 
@@ -249,29 +369,60 @@ fn diverged_history_starts_fresh(provider: &str) {
     let rig = rig("");
     let first = rig.ok(provider, Some("d"), &[user("original question gamma")]);
     let session_id = first["session_id"].as_str().unwrap().to_string();
-    let edited = rig.ok(provider, Some("d"), &[user("edited question delta"), assistant(&reply(&first)), user("follow up epsilon")]);
+    let edited = rig.ok(
+        provider,
+        Some("d"),
+        &[
+            user("edited question delta"),
+            assistant(&reply(&first)),
+            user("follow up epsilon"),
+        ],
+    );
     assert_eq!(edited["resumed"], false, "{edited}");
     let session = rig.session(&session_id);
     let prompt = session["turns"][1]["prompt"].as_str().unwrap();
-    assert!(prompt.contains("edited question delta") && prompt.contains("follow up epsilon"), "{prompt}");
-    assert_ne!(session["turns"][0]["cli_session_id"], session["turns"][1]["cli_session_id"]);
+    assert!(
+        prompt.contains("edited question delta") && prompt.contains("follow up epsilon"),
+        "{prompt}"
+    );
+    assert_ne!(
+        session["turns"][0]["cli_session_id"],
+        session["turns"][1]["cli_session_id"]
+    );
 }
 
 fn concurrent_turns_on_one_session(provider: &str) {
     let mock = MockModel::start();
-    let toml = format!("{}\n[workspace]\nlock_timeout_seconds = 1\n", mock.codara_toml(&clis_bin()));
+    let toml = format!(
+        "{}\n[workspace]\nlock_timeout_seconds = 1\n",
+        mock.codara_toml(&clis_bin())
+    );
     let server = support::server().toml(&toml).start();
     let token = server.login();
-    let rig = std::sync::Arc::new(Rig { mock, server, token });
+    let rig = std::sync::Arc::new(Rig {
+        mock,
+        server,
+        token,
+    });
     let slow = {
         let rig = std::sync::Arc::clone(&rig);
         let provider = provider.to_string();
-        std::thread::spawn(move || rig.chat(&provider, Some("c"), &[user(&directive(json!({"reply": "slow", "delay": 4})))], json!({})))
+        std::thread::spawn(move || {
+            rig.chat(
+                &provider,
+                Some("c"),
+                &[user(&directive(json!({"reply": "slow", "delay": 4})))],
+                json!({}),
+            )
+        })
     };
     rig.mock.wait_for_requests(1, Duration::from_secs(30));
     let second = rig.chat(provider, Some("c"), &[user("in parallel")], json!({}));
     assert_eq!(second.status, 409, "{}", second.text());
-    assert!(second.json()["error"]["message"].as_str().unwrap().contains("still running"));
+    assert!(second.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("still running"));
     assert_eq!(slow.join().unwrap().status, 200);
 }
 
@@ -390,11 +541,14 @@ fn missing_cli_is_503_and_bad_fields_are_400() {
     let response = server.post_json("/v1/chat/completions", Some(&token), &body);
     assert_eq!(response.status, 503, "{}", response.text());
     assert_eq!(response.json()["error"]["code"], "provider_unavailable");
-    let traversal = json!({"model": "uag-codex", "messages": [user("hi")], "workspace_id": "../escape"}).to_string();
+    let traversal =
+        json!({"model": "uag-codex", "messages": [user("hi")], "workspace_id": "../escape"})
+            .to_string();
     let response = server.post_json("/v1/chat/completions", Some(&token), &traversal);
     assert_eq!(response.status, 400);
     assert_eq!(response.json()["error"]["param"], "workspace_id");
-    let outside = json!({"model": "uag-codex", "messages": [user("hi")], "workspace_root": "/tmp"}).to_string();
+    let outside = json!({"model": "uag-codex", "messages": [user("hi")], "workspace_root": "/tmp"})
+        .to_string();
     let response = server.post_json("/v1/chat/completions", Some(&token), &outside);
     assert_eq!(response.status, 400, "{}", response.text());
     assert_eq!(response.json()["error"]["param"], "workspace_root");

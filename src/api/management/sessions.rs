@@ -20,7 +20,9 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
             .ok_or_else(|| Error::bad_param("limit", "`limit` must be 1-500"))?,
     };
     let user = request.query_param("user_id");
-    let sessions = app.store.read(|conn| store::sessions::list(conn, user, limit))?;
+    let sessions = app
+        .store
+        .read(|conn| store::sessions::list(conn, user, limit))?;
     let data: Vec<Value> = sessions.iter().map(session_json).collect();
     Ok(Response::envelope(&request.request_id, json!(data)))
 }
@@ -29,7 +31,8 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let id = segment(request, 3)?;
     let (session, turns) = app.store.read(|conn| {
-        let session = store::sessions::get(conn, id)?.ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
+        let session = store::sessions::get(conn, id)?
+            .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
         let turns = store::turns::list_for_session(conn, id)?;
         Ok((session, turns))
     })?;
@@ -42,7 +45,12 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
 pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
     let (before, after) = trees(&turn)?;
-    let (changes, diff) = crate::workspace::diff(Path::new(&turn.workspace_path), &app.config.host, &before, &after)?;
+    let (changes, diff) = crate::workspace::diff(
+        Path::new(&turn.workspace_path),
+        &app.config.host,
+        &before,
+        &after,
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({
@@ -61,20 +69,28 @@ pub fn turn_revert(app: &Arc<App>, request: &Request, _principal: &Principal) ->
     let workspace = Path::new(&turn.workspace_path);
     let lock_name = format!("workspace:{}", workspace.display());
     let timeout = std::time::Duration::from_secs(app.config.workspace.lock_timeout_seconds);
-    let _guard = app
-        .turn_locks
-        .acquire(&lock_name, timeout)
-        .ok_or_else(|| Error::Conflict("a turn is running in this workspace; retry when it finishes".into()))?;
-    let index = app.config.storage.data_dir.join("snapshots").join("revert.index");
+    let _guard = app.turn_locks.acquire(&lock_name, timeout).ok_or_else(|| {
+        Error::Conflict("a turn is running in this workspace; retry when it finishes".into())
+    })?;
+    let index = app
+        .config
+        .storage
+        .data_dir
+        .join("snapshots")
+        .join("revert.index");
     crate::workspace::restore(workspace, &app.config.host, &before, &index)?;
-    log::info!("reverted workspace {} to before turn {}", workspace.display(), turn.id);
+    log::info!(
+        "reverted workspace {} to before turn {}",
+        workspace.display(),
+        turn.id
+    );
     Ok(Response::envelope(
         &request.request_id,
         json!({"reverted": true, "turn_id": turn.id, "workspace": turn.workspace_path}),
     ))
 }
 
-fn segment<'a>(request: &'a Request, index: usize) -> Result<&'a str> {
+fn segment(request: &Request, index: usize) -> Result<&str> {
     request
         .path
         .split('/')
@@ -86,21 +102,25 @@ fn segment<'a>(request: &'a Request, index: usize) -> Result<&'a str> {
 fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
     let id = segment(request, 3)?;
     let index_text = segment(request, 5)?;
-    let index: i64 = index_text
-        .parse()
-        .map_err(|_| Error::bad_param("turn", format!("turn must be a number, got `{index_text}`")))?;
+    let index: i64 = index_text.parse().map_err(|_| {
+        Error::bad_param("turn", format!("turn must be a number, got `{index_text}`"))
+    })?;
     app.store
         .read(|conn| store::turns::get(conn, id, index))?
         .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
 }
 
-fn trees(turn: &store::turns::Turn) -> Result<(crate::workspace::Snapshot, crate::workspace::Snapshot)> {
+fn trees(
+    turn: &store::turns::Turn,
+) -> Result<(crate::workspace::Snapshot, crate::workspace::Snapshot)> {
     match (&turn.before_tree, &turn.after_tree) {
         (Some(before), Some(after)) => Ok((
             crate::workspace::Snapshot::from_tree(before),
             crate::workspace::Snapshot::from_tree(after),
         )),
-        _ => Err(Error::Conflict("this turn has no workspace snapshots".into())),
+        _ => Err(Error::Conflict(
+            "this turn has no workspace snapshots".into(),
+        )),
     }
 }
 

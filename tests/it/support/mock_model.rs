@@ -228,7 +228,7 @@ impl MockModel {
     }
 
     /// The environment that points `gemini` at the mock. It is not enough on its own: the
-    /// gemini home must also select API-key auth, see [`write_gemini_settings`].
+    /// gemini home must also select API-key auth, see [`gemini_settings`].
     pub fn gemini_env(&self) -> Vec<(String, String)> {
         [
             ("GEMINI_API_KEY", "dummy".to_string()),
@@ -279,7 +279,9 @@ impl MockModel {
         .collect()
     }
 
-    /// `codara.toml` provider blocks that run the pinned CLIs in `clis_bin` against the mock.
+    /// `codara.toml` provider blocks that run the pinned CLIs in `clis_bin` against the mock:
+    /// codex through `-c` overrides in `extra_args`, gemini and opencode through `env`. Gemini
+    /// also needs [`gemini_settings`] in its home, which codara's `providers::gemini` writes.
     pub fn codara_toml(&self, clis_bin: &Path) -> String {
         let mut out = String::new();
         let blocks = [

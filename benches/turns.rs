@@ -1,0 +1,165 @@
+//! `make bench` (second part): the gateway's overhead per agent turn and the model context growth
+//! over a 10-turn conversation, with the real codex CLI against the loopback mock model.
+//!
+//! Method. Overhead: the same fresh codex turn is run (a) directly, with exactly the command line
+//! and environment Codara builds (`codex::command`) through the same runner, and (b) through
+//! `POST /v1/chat/completions` on the release binary (stateless turn, so both start a fresh CLI
+//! session); 9 runs each, interleaved; overhead = median(b) − median(a). It includes Codara's
+//! HTTP handling, two git snapshots of the workspace, the diff and the SQLite writes.
+//! Growth: a client that resends its whole history each turn, 10 turns on one session; for each
+//! turn the bytes of the model requests codex sent, and how often the first prompt occurs in the
+//! last request (1 = the CLI session holds each message once).
+
+#![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
+
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+use codara::providers::{codex, runner, RunSpec};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::mock_model::{clis_bin, MockModel, CODEX_MODEL};
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn direct_turn(mock: &MockModel, dir: &std::path::Path, n: usize) -> Duration {
+    let workspace = dir.join(format!("direct-{n}"));
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    let home = dir.join("direct-home");
+    codex::prepare_home(&home).expect("home");
+    let spec = RunSpec {
+        binary: clis_bin().join("codex"),
+        model: CODEX_MODEL.to_string(),
+        prompt: format!("bench prompt {n}"),
+        resume: None,
+        workspace,
+        home,
+        extra_args: mock.codex_args(),
+        extra_env: mock.codex_env(),
+        sandbox: codara::config::Sandbox::WorkspaceWrite,
+        path_env: std::env::var("PATH").unwrap_or_default(),
+    };
+    let command = codex::command(&spec);
+    let started = Instant::now();
+    let outcome =
+        runner::run(&command, runner::Limits::default(), &mut |_| {}).expect("codex runs");
+    assert_eq!(
+        outcome.exit_code,
+        Some(0),
+        "direct codex failed: {}",
+        outcome.stderr_tail
+    );
+    started.elapsed()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mock = MockModel::start();
+    let server = support::server()
+        .toml(&mock.codara_toml(&clis_bin()))
+        .start();
+    let token = server.login();
+    let dir = support::TempDir::new("bench-turns");
+
+    // Warm both paths once (first codex start installs skills into its home).
+    direct_turn(&mock, dir.path(), 0);
+    let turn = |n: usize| {
+        let body = json!({"model": "uag-codex", "messages": [{"role": "user", "content": format!("bench prompt {n}")}]});
+        let started = Instant::now();
+        let response = server.post_json("/v1/chat/completions", Some(&token), &body.to_string());
+        assert_eq!(response.status, 200, "{}", response.text());
+        started.elapsed()
+    };
+    turn(0);
+    let mut direct = Vec::new();
+    let mut gateway = Vec::new();
+    for n in 1..=9 {
+        direct.push(direct_turn(&mock, dir.path(), n));
+        gateway.push(turn(n));
+    }
+    let (direct, gateway) = (median(direct), median(gateway));
+
+    // Ten turns of one conversation, resending the whole history each time.
+    mock.reset();
+    let mut messages: Vec<Value> = Vec::new();
+    let mut rows = Vec::new();
+    for n in 1..=10 {
+        messages
+            .push(json!({"role": "user", "content": format!("conversation message number {n}")}));
+        let before = mock.requests().len();
+        let body =
+            json!({"model": "uag-codex", "messages": messages, "client_session_id": "growth"});
+        let response = server.post_json("/v1/chat/completions", Some(&token), &body.to_string());
+        assert_eq!(response.status, 200, "{}", response.text());
+        let reply = response.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        messages.push(json!({"role": "assistant", "content": reply}));
+        let requests: Vec<String> = mock
+            .requests()
+            .into_iter()
+            .skip(before)
+            .map(|r| r.body_text())
+            .collect();
+        let bytes: usize = requests.iter().map(String::len).sum();
+        let first = requests
+            .last()
+            .map(|b| b.matches("\"conversation message number 1\"").count())
+            .unwrap_or(0);
+        rows.push((n, bytes, first));
+    }
+
+    println!(
+        "codara turn benchmark (codex {} against the loopback mock; method in benches/turns.rs)",
+        CODEX_MODEL
+    );
+    println!(
+        "{:<52} {:>10} {:>12} {:>8}",
+        "figure", "codara", "python orig", "target"
+    );
+    println!(
+        "{:<52} {:>7.1} ms",
+        "  codex turn run directly (median of 9)",
+        ms(direct)
+    );
+    println!(
+        "{:<52} {:>7.1} ms",
+        "  the same turn through codara (median of 9)",
+        ms(gateway)
+    );
+    let overhead = gateway.saturating_sub(direct);
+    println!(
+        "{:<52} {:>7.1} ms {:>12} {:>8}",
+        "  gateway overhead per turn",
+        ms(overhead),
+        "851 ms",
+        "<= 2 ms"
+    );
+    println!(
+        "  model request bytes per turn, 10-turn conversation (full history resent by the client):"
+    );
+    for (n, bytes, first) in &rows {
+        println!(
+            "    turn {n:>2}: {bytes:>8} bytes; first prompt occurs {first}x in the last request"
+        );
+    }
+    let growth: Vec<i64> = rows
+        .windows(2)
+        .map(|w| w[1].1 as i64 - w[0].1 as i64)
+        .collect();
+    println!("  per-turn growth (bytes): {growth:?}");
+    println!(
+        "  first prompt in turn 10's request: {}x (python original: 64x by turn 10)",
+        rows[9].2
+    );
+}
