@@ -161,7 +161,9 @@ fn bodies_over_the_limit_get_413() {
 
 #[test]
 fn bad_requests_name_the_problem() {
-    let mut server = support::server().start();
+    let mut server = support::server()
+        .toml("[providers.codex]\nbinary = \"/nonexistent/codex\"\n")
+        .start();
     let chat = "/v1/chat/completions";
 
     let error = openai_error(
@@ -222,15 +224,16 @@ fn bad_requests_name_the_problem() {
     );
     assert_eq!(error["param"], "messages[0].role", "{error}");
 
-    // A valid request passes validation (turns are not in this build yet).
+    // A valid request passes validation and reaches the provider check: this server's codex
+    // binary does not exist, so the answer is 503 provider_unavailable.
     openai_error(
         &server.post_json(
             chat,
             Some(SECRET),
             r#"{"model":"uag-codex","messages":[{"role":"user","content":"hi"}]}"#,
         ),
-        501,
-        "not_implemented",
+        503,
+        "provider_unavailable",
     );
 
     let error = management_error(
