@@ -553,3 +553,111 @@ fn missing_cli_is_503_and_bad_fields_are_400() {
     assert_eq!(response.status, 400, "{}", response.text());
     assert_eq!(response.json()["error"]["param"], "workspace_root");
 }
+
+#[test]
+fn a_lost_cli_session_falls_back_to_a_fresh_one_with_the_transcript() {
+    let rig = rig("");
+    let first = rig.ok("codex", Some("lost"), &[user("remember the word zebra")]);
+    let session_id = first["session_id"].as_str().unwrap().to_string();
+    // Codex keeps its sessions as rollout files in its home; lose them.
+    let sessions_dir = rig.server.data_dir().join("homes/codex/default/sessions");
+    assert!(sessions_dir.exists(), "codex wrote no rollout files");
+    std::fs::remove_dir_all(&sessions_dir).unwrap();
+    let second = rig.ok(
+        "codex",
+        Some("lost"),
+        &[
+            user("remember the word zebra"),
+            assistant(&reply(&first)),
+            user("which word?"),
+        ],
+    );
+    assert_eq!(second["resumed"], false, "{second}");
+    let session = rig.session(&session_id);
+    let prompt = session["turns"][1]["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("remember the word zebra") && prompt.contains("which word?"),
+        "{prompt}"
+    );
+    assert_ne!(
+        session["turns"][1]["cli_session_id"],
+        session["turns"][0]["cli_session_id"]
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_does_not_lose_the_turn() {
+    let rig = rig("");
+    let prompt = directive(json!({"reply": "finished anyway", "delay": 2}));
+    let body = json!({"model": "uag-codex", "messages": [user(&prompt)], "stream": true, "client_session_id": "gone"}).to_string();
+    let mut stream = TcpStream::connect(rig.server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        rig.token,
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("200"),
+        "the stream started"
+    );
+    drop(stream);
+    let mut stored = Value::Null;
+    support::wait_until(Duration::from_secs(60), "the turn to be stored", || {
+        let list = rig
+            .server
+            .get("/management/v1/sessions", Some(&rig.token))
+            .json();
+        stored = list["data"][0].clone();
+        stored["turn_count"] == 1
+    });
+    let session = rig.session(stored["id"].as_str().unwrap());
+    assert_eq!(session["turns"][0]["status"], "ok", "{session}");
+    assert_eq!(session["turns"][0]["reply"], "finished anyway");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // Locates node for the test's PATH.
+fn without_git_a_manifest_still_reports_modified_files() {
+    // A PATH with node (codex's launcher needs it) but no git.
+    let bin = support::TempDir::new("nogit-bin");
+    let node = std::process::Command::new("sh")
+        .args(["-c", "command -v node"])
+        .output()
+        .unwrap();
+    let node = String::from_utf8_lossy(&node.stdout).trim().to_string();
+    std::os::unix::fs::symlink(&node, bin.path().join("node")).unwrap();
+    let mock = MockModel::start();
+    let server = support::server()
+        .toml(&mock.codara_toml(&clis_bin()))
+        .env("PATH", Some(bin.path().to_str().unwrap()))
+        .start();
+    let token = server.login();
+    let rig = Rig {
+        mock,
+        server,
+        token,
+    };
+    let prompt = directive(json!({"write": {"path": "plain.txt", "content": "no git here\n"}}));
+    let response = rig.ok("codex", Some("nogit"), &[user(&prompt)]);
+    assert_eq!(
+        response["modified_files"],
+        json!(["plain.txt"]),
+        "{response}"
+    );
+    assert_eq!(response["diff"], "", "no diff text without git");
+    let workspace = rig.session(response["session_id"].as_str().unwrap())["workspace_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !std::path::Path::new(&workspace).join(".git").exists(),
+        "no repository was created"
+    );
+}
