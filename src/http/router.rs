@@ -72,6 +72,8 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         ["management", "v1", "sessions", _, "turns", _, "revert"] => {
             &[("POST", api::management::sessions::turn_revert, Operator)]
         }
+        ["management", "v1", "workspaces"] => &[("GET", api::management::workspaces::list, Operator)],
+        ["management", "v1", "projects"] => &[("GET", api::management::projects::list, Operator)],
         ["management", "v1", "providers", "models"] => {
             &[("GET", api::openai::provider_models, Operator)]
         }

@@ -4,10 +4,14 @@
 //! Each other table is owned by exactly one submodule, which holds its queries. Must not contain
 //! policy (who may do what): callers decide, this layer stores.
 
+pub mod api_keys;
+pub mod audit;
 pub mod meta;
 pub mod operator_tokens;
 pub mod sessions;
 pub mod turns;
+pub mod usage;
+pub mod users;
 
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -24,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/001_foundation.sql"),
     ),
     (2, "sessions", include_str!("migrations/002_sessions.sql")),
+    (3, "users", include_str!("migrations/003_users.sql")),
 ];
 
 const READERS: usize = 4;

@@ -2,5 +2,7 @@
 
 pub mod auth;
 pub mod overview;
+pub mod projects;
 pub mod sessions;
+pub mod workspaces;
 pub mod version;
