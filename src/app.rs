@@ -26,6 +26,8 @@ pub struct App {
     pub release_cache: Mutex<Option<crate::release::Cached>>,
     /// One turn at a time per session and per workspace.
     pub turn_locks: crate::turns::locks::Locks,
+    /// Running turns per user (`max_concurrency`).
+    pub user_slots: crate::turns::locks::Slots,
     /// Start time, epoch ms.
     pub started_at_ms: i64,
     started: Instant,
@@ -49,6 +51,7 @@ impl App {
             login_throttle: LoginThrottle::default(),
             release_cache: Mutex::new(None),
             turn_locks: crate::turns::locks::Locks::default(),
+            user_slots: crate::turns::locks::Slots::default(),
             started_at_ms: crate::clock::now_ms(),
             started: Instant::now(),
         })

@@ -73,8 +73,17 @@ pub fn record(conn: &Connection, record: Record<'_>) -> Result<()> {
 /// Removes keys that could hold secrets or their hashes, at any depth.
 pub fn redact(value: Value) -> Value {
     const SECRET_KEYS: &[&str] = &[
-        "key_hash", "raw_key", "api_key", "token", "access_token", "refresh_token", "secret",
-        "password", "credential", "operator_secret", "token_hash",
+        "key_hash",
+        "raw_key",
+        "api_key",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "password",
+        "credential",
+        "operator_secret",
+        "token_hash",
     ];
     match value {
         Value::Object(map) => Value::Object(
@@ -95,6 +104,9 @@ mod tests {
     #[test]
     fn redacts_nested_secrets() {
         let value = serde_json::json!({"id": "k1", "key_hash": "abc", "nested": [{"raw_key": "x", "label": "l"}]});
-        assert_eq!(redact(value), serde_json::json!({"id": "k1", "nested": [{"label": "l"}]}));
+        assert_eq!(
+            redact(value),
+            serde_json::json!({"id": "k1", "nested": [{"label": "l"}]})
+        );
     }
 }

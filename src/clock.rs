@@ -64,6 +64,66 @@ pub fn ymd(ms: i64) -> String {
     format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
 }
 
+/// Parses `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.fff]]` with `Z` or a `±HH:MM` offset, to epoch ms.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = text.split_at(text.len().min(10));
+    let mut parts = date.split('-');
+    let (year, month, day) = (
+        num(parts.next()?)?,
+        num(parts.next()?)?,
+        num(parts.next()?)?,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || date.len() != 10 {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    if rest.is_empty() {
+        return Some(days * 86_400_000);
+    }
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let (clock_part, offset_ms) = if let Some(stripped) = rest.strip_suffix(['Z', 'z']) {
+        (stripped, 0)
+    } else {
+        let at = rest.rfind(['+', '-'])?;
+        let (clock_part, offset) = rest.split_at(at);
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (h, m) = offset[1..].split_once(':')?;
+        (clock_part, sign * (num(h)? * 3_600_000 + num(m)? * 60_000))
+    };
+    let (hms, fraction) = clock_part.split_once('.').unwrap_or((clock_part, ""));
+    let mut fields = hms.split(':');
+    let hour = num(fields.next()?)?;
+    let minute = num(fields.next()?)?;
+    let second = fields.next().map(num).unwrap_or(Some(0))?;
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let millis = if fraction.is_empty() {
+        0
+    } else {
+        num(&format!("{:0<3}", &fraction[..fraction.len().min(3)]))?
+    };
+    Some(
+        days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis - offset_ms,
+    )
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +139,26 @@ mod tests {
         check(1_795_525_200_123, "2026-11-24T13:00:00.123Z");
         check(-1, "1969-12-31T23:59:59.999Z");
         assert_eq!(ymd(1_795_525_200_123), "2026-11-24");
+    }
+
+    #[test]
+    fn parses_what_it_renders() {
+        for ms in [0, 951_782_400_000, 1_795_525_200_123] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-24T15:00:00+02:00"),
+            Some(1_795_525_200_000)
+        );
+        assert_eq!(parse_rfc3339("2026-11-24"), Some(1_795_478_400_000));
+        for bad in [
+            "",
+            "2026-13-01",
+            "yesterday",
+            "2026-11-24T25:00:00Z",
+            "2026-11-24X",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

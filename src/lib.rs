@@ -20,6 +20,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod turns;
+pub mod users;
 pub mod vault;
 pub mod workspace;
 

@@ -1,35 +1,67 @@
 //! Turns the `Authorization` header into a [`Principal`] according to the route's access rule.
 //!
-//! Must not mint or store tokens (that is `operator`); it only asks who the caller is.
+//! Must not mint or store credentials (that is `operator` and `users`); it only asks who the
+//! caller is and whether that kind of caller may use the route.
 
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::router::Access;
 use crate::http::Request;
 use crate::operator::OperatorCredential;
+use crate::store::users::User;
 
 /// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Principal {
     /// No credential (public routes only).
     Anonymous,
     /// The operator, by token or secret.
     Operator(OperatorCredential),
+    /// A user, by one of their API keys.
+    User {
+        /// The user (active).
+        user: Box<User>,
+        /// The key used.
+        key_id: String,
+    },
+}
+
+impl Principal {
+    /// The audit actor for this caller.
+    pub fn actor(&self) -> crate::audit::Actor {
+        match self {
+            Principal::User { user, .. } => crate::audit::Actor::User(user.id.clone()),
+            Principal::Operator(_) => crate::audit::Actor::Operator,
+            Principal::Anonymous => crate::audit::Actor::System,
+        }
+    }
 }
 
 /// Authenticates `request` for a route with `access`.
 pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Principal> {
-    match access {
-        Access::Public => Ok(Principal::Anonymous),
-        Access::Operator | Access::Client => {
-            let bearer = request.bearer().ok_or_else(|| {
-                Error::Unauthorized(
-                    "missing credential: send Authorization: Bearer <token>".to_string(),
-                )
-            })?;
-            let credential =
-                crate::operator::authenticate(&app.store, &app.operator_secret, bearer)?;
-            Ok(Principal::Operator(credential))
-        }
+    if access == Access::Public {
+        return Ok(Principal::Anonymous);
     }
+    let bearer = request.bearer().ok_or_else(|| {
+        Error::Unauthorized("missing credential: send Authorization: Bearer <token>".to_string())
+    })?;
+    if bearer.starts_with("uagk_") {
+        let (user, key) = crate::users::authenticate(&app.store, bearer)?;
+        if access == Access::Operator {
+            return Err(Error::Forbidden(
+                "user API keys cannot use the management plane".to_string(),
+            ));
+        }
+        return Ok(Principal::User {
+            user: Box::new(user),
+            key_id: key.id,
+        });
+    }
+    let credential = crate::operator::authenticate(&app.store, &app.operator_secret, bearer)?;
+    if access == Access::User {
+        return Err(Error::Forbidden(
+            "this route needs a user API key; operators use /management/v1/users".to_string(),
+        ));
+    }
+    Ok(Principal::Operator(credential))
 }

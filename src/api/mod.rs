@@ -7,3 +7,4 @@ pub mod auth;
 pub mod health;
 pub mod management;
 pub mod openai;
+pub mod user;

@@ -128,12 +128,19 @@ pub fn chat_completions(
         }
     }
     let root = &app.config.workspace.root;
-    let user_id = match principal {
-        Principal::Operator(_) => "operator".to_string(),
+    let (user_id, user) = match principal {
+        Principal::Operator(_) => ("operator".to_string(), None),
+        Principal::User { user, .. } => (user.id.clone(), Some(user.as_ref())),
         Principal::Anonymous => return Err(Error::Unauthorized("missing credential".to_string())),
     };
-    let (workspace_id, workspace) = match (&body.workspace_root, &body.workspace_id) {
-        (Some(requested), _) => {
+    let (workspace_id, workspace) = match (user, &body.workspace_root, &body.workspace_id) {
+        (Some(_), Some(_), _) => {
+            return Err(Error::bad_param(
+                "workspace_root",
+                "`workspace_root` is for operators; users pick a `workspace_id`",
+            ))
+        }
+        (None, Some(requested), _) => {
             let dir = crate::workspace::zone::operator_workspace(root, requested)?;
             let canonical_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
             let id = dir
@@ -142,11 +149,42 @@ pub fn chat_completions(
                 .unwrap_or_default();
             (if id.is_empty() { ".".to_string() } else { id }, dir)
         }
-        (None, id) => {
+        // A user without `workspace_id` works in their base workspace.
+        (Some(user), None, None) => {
+            let dir = std::path::PathBuf::from(&user.workspace_path);
+            crate::datadir::ensure_private_dir(&dir)?;
+            (
+                ".".to_string(),
+                dir.canonicalize().map_err(|e| Error::io(&dir, e))?,
+            )
+        }
+        (_, None, id) => {
             let id = id.clone().unwrap_or_else(|| "default".to_string());
             let dir = crate::workspace::zone::owned_workspace(root, &user_id, &id)?;
             (id, dir)
         }
+    };
+    let slot = match user {
+        Some(user) => {
+            if let Some(budget) = user.daily_token_budget {
+                let today = crate::clock::ymd(crate::clock::now_ms());
+                let spent = app
+                    .store
+                    .read(|conn| crate::store::usage::tokens_on(conn, &user.id, &today))?;
+                if spent >= budget {
+                    return Err(Error::TooManyRequests {
+                        message: format!("the daily token budget of {budget} is used up ({spent} spent today, UTC)"),
+                        retry_after_secs: 3600,
+                    });
+                }
+            }
+            let max = user.max_concurrency.max(1) as usize;
+            Some(app.user_slots.try_acquire(&user.id, max).ok_or_else(|| Error::TooManyRequests {
+                message: format!("this user already runs {max} turn(s) at once (max_concurrency); retry when one finishes"),
+                retry_after_secs: 5,
+            })?)
+        }
+        None => None,
     };
     let turn = TurnRequest {
         user_id,
@@ -162,6 +200,7 @@ pub fn chat_completions(
     let created = crate::clock::now_ms() / 1000;
     if !body.stream.unwrap_or(false) {
         let outcome = engine::run(app, &turn, &mut |_: &str| {})?;
+        drop(slot);
         if let Some(error) = outcome.error {
             return Err(error);
         }
@@ -187,6 +226,7 @@ pub fn chat_completions(
     let producer = std::thread::Builder::new()
         .name("turn-stream".into())
         .spawn(move || {
+            let _slot = slot;
             let chunk = |delta: Value, finish: Value| {
                 json!({
                     "id": completion_id, "object": "chat.completion.chunk", "created": created,

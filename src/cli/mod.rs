@@ -6,6 +6,7 @@
 
 pub mod doctor;
 pub mod serve;
+pub mod user;
 pub mod version;
 
 use crate::config::Overrides;
@@ -22,6 +23,7 @@ Commands:
   serve     Run the gateway (HTTP API, dashboard)
   version   Print the version; --check asks for the latest release
   doctor    Check configuration, storage, vault and the provider CLIs
+  user      Create and list users, rotate their API keys
   help      Show this help
 
 Run `codara <command> --help` for a command's options.
@@ -54,6 +56,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("serve") => serve::run(args),
         Some("version") => version::run(args),
         Some("doctor") => doctor::run(args),
+        Some("user") => user::run(args),
         Some(other) => return usage_error(&format!("unknown command `{other}`")),
     };
     match result {

@@ -48,6 +48,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         datadir::operator_secret(config.secrets.operator_secret.as_deref(), &data_dir)?;
     let bind = (config.server.host.clone(), config.server.port);
     let app = App::open(config, secret)?;
+    crate::users::ensure_dashboard_admin(&app.store, &app.config)?;
     let listener =
         TcpListener::bind((bind.0.as_str(), bind.1)).map_err(|e| Error::Unavailable {
             code: "bind_failed",

@@ -81,6 +81,12 @@ impl Response {
         }
     }
 
+    /// Replaces the status (e.g. 201 for a creation).
+    pub fn with_status(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
         self.headers.push((name.to_string(), value.to_string()));

@@ -19,8 +19,10 @@ pub enum Access {
     Public,
     /// An operator token or the operator secret.
     Operator,
-    /// Any authenticated caller of the OpenAI plane.
+    /// Any authenticated caller of the OpenAI plane (operator or user).
     Client,
+    /// A user API key only (self-service).
+    User,
 }
 
 /// What a method and path resolve to.
@@ -42,7 +44,7 @@ pub fn runs_on_turn_pool(url: &str) -> bool {
 
 /// Resolves a method and the path's segments.
 pub fn route(method: &str, segments: &[&str]) -> Route {
-    use Access::{Client, Operator, Public};
+    use Access::{Client, Operator, Public, User};
     let method = if method == "HEAD" { "GET" } else { method };
     let methods: &[(&str, Handler, Access)] = match segments {
         // Public routes (api pool).
@@ -54,6 +56,18 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         ["v1", "models"] => &[("GET", api::openai::models, Client)],
         ["v1", "chat", "completions"] => &[("POST", api::openai::chat_completions, Client)],
         ["v1", "user", "providers", "models"] => &[("GET", api::openai::provider_models, Client)],
+        // User self-service (api pool), user keys only.
+        ["v1", "user", "me"] => &[("GET", api::user::me, User)],
+        ["v1", "user", "keys"] => &[
+            ("GET", api::user::keys, User),
+            ("POST", api::user::create_key, User),
+        ],
+        ["v1", "user", "keys", _] => &[("DELETE", api::user::revoke_key, User)],
+        ["v1", "user", "keys", _, "rotate"] => &[("POST", api::user::rotate_key, User)],
+        ["v1", "user", "usage"] => &[("GET", api::user::usage, User)],
+        ["v1", "user", "sessions"] => &[("GET", api::user::sessions, User)],
+        ["v1", "user", "sessions", _] => &[("GET", api::user::session, User)],
+        ["v1", "user", "workspace", "reset"] => &[("POST", api::user::reset_workspace, User)],
 
         // Management plane (api pool).
         ["management", "v1", "auth", "token"] => &[("POST", api::management::auth::token, Public)],
@@ -61,6 +75,35 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
             &[("POST", api::management::auth::logout, Operator)]
         }
         ["management", "v1", "overview"] => &[("GET", api::management::overview::get, Operator)],
+        ["management", "v1", "users"] => &[
+            ("GET", api::management::users::list, Operator),
+            ("POST", api::management::users::create, Operator),
+        ],
+        ["management", "v1", "users", _] => &[
+            ("GET", api::management::users::detail, Operator),
+            ("PATCH", api::management::users::update, Operator),
+            ("DELETE", api::management::users::delete, Operator),
+        ],
+        ["management", "v1", "users", _, "suspend"] => {
+            &[("POST", api::management::users::suspend, Operator)]
+        }
+        ["management", "v1", "users", _, "unsuspend"] => {
+            &[("POST", api::management::users::unsuspend, Operator)]
+        }
+        ["management", "v1", "users", _, "keys"] => &[
+            ("GET", api::management::users::keys, Operator),
+            ("POST", api::management::users::create_key, Operator),
+        ],
+        ["management", "v1", "users", _, "keys", _] => {
+            &[("DELETE", api::management::users::revoke_key, Operator)]
+        }
+        ["management", "v1", "users", _, "keys", _, "rotate"] => {
+            &[("POST", api::management::users::rotate_key, Operator)]
+        }
+        ["management", "v1", "audit"] => &[("GET", api::management::audit::search, Operator)],
+        ["management", "v1", "playground", "chat"] => {
+            &[("POST", api::management::playground::chat, Operator)]
+        }
         ["management", "v1", "version"] => &[("GET", api::management::version::get, Operator)],
         ["management", "v1", "sessions"] => &[("GET", api::management::sessions::list, Operator)],
         ["management", "v1", "sessions", _] => {
@@ -72,7 +115,9 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         ["management", "v1", "sessions", _, "turns", _, "revert"] => {
             &[("POST", api::management::sessions::turn_revert, Operator)]
         }
-        ["management", "v1", "workspaces"] => &[("GET", api::management::workspaces::list, Operator)],
+        ["management", "v1", "workspaces"] => {
+            &[("GET", api::management::workspaces::list, Operator)]
+        }
         ["management", "v1", "projects"] => &[("GET", api::management::projects::list, Operator)],
         ["management", "v1", "providers", "models"] => {
             &[("GET", api::openai::provider_models, Operator)]

@@ -73,16 +73,20 @@ pub fn insert(conn: &Connection, key: &ApiKey) -> Result<()> {
 
 /// The key with this hash.
 pub fn find_by_hash(conn: &Connection, key_hash: &str) -> Result<Option<ApiKey>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"))
-        .and_then(|mut stmt| stmt.query_row([key_hash], from_row).optional())
-        .map_err(Error::sql("looking up an API key"))
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([key_hash], from_row).optional())
+    .map_err(Error::sql("looking up an API key"))
 }
 
 /// A user's key by id.
 pub fn get(conn: &Connection, user_id: &str, id: &str) -> Result<Option<ApiKey>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE user_id = ?1 AND id = ?2"))
-        .and_then(|mut stmt| stmt.query_row([user_id, id], from_row).optional())
-        .map_err(Error::sql("reading an API key"))
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE user_id = ?1 AND id = ?2"
+    ))
+    .and_then(|mut stmt| stmt.query_row([user_id, id], from_row).optional())
+    .map_err(Error::sql("reading an API key"))
 }
 
 /// A user's keys, newest first.

@@ -89,7 +89,10 @@ pub fn insert(conn: &Connection, entry: &Entry) -> Result<()> {
 
 /// Entries matching `filter`, newest first, at most `limit`.
 pub fn search(conn: &Connection, filter: &Filter, limit: i64) -> Result<Vec<Entry>> {
-    let text = filter.text.as_ref().map(|t| format!("%{}%", t.to_lowercase()));
+    let text = filter
+        .text
+        .as_ref()
+        .map(|t| format!("%{}%", t.to_lowercase()));
     let (action_exact, action_prefix) = match filter.action.as_deref() {
         Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
         Some(a) => (Some(a.to_string()), None),

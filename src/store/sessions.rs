@@ -136,3 +136,46 @@ pub fn upsert(conn: &Connection, session: &Session) -> Result<()> {
     .map(|_| ())
     .map_err(Error::sql("writing a session"))
 }
+
+/// Deletes every session of a user (their turns cascade); returns how many.
+pub fn delete_for_user(conn: &Connection, user_id: &str) -> Result<usize> {
+    conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")
+        .and_then(|mut stmt| stmt.execute([user_id]))
+        .map_err(Error::sql("deleting a user's sessions"))
+}
+
+/// `workspace_path` is `path` or lies below it (`path/…`); compared by characters, never with
+/// `LIKE`, so `_` and `%` in directory names match only themselves.
+const UNDER_PATH: &str =
+    "(workspace_path = ?1 OR substr(workspace_path, 1, length(?1) + 1) = ?1 || '/')";
+
+/// Sessions whose workspace is `path` or a directory below it, newest first (at most `limit`).
+pub fn list_under_path(conn: &Connection, path: &str, limit: i64) -> Result<Vec<Session>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM sessions WHERE {UNDER_PATH} ORDER BY updated_at DESC LIMIT ?2"
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params![path, limit], from_row)?
+                .collect()
+        })
+        .map_err(Error::sql("listing a workspace's sessions"))
+}
+
+/// How many sessions have their workspace at `path` or below it.
+pub fn count_under_path(conn: &Connection, path: &str) -> Result<usize> {
+    conn.prepare_cached(&format!(
+        "SELECT COUNT(*) FROM sessions WHERE {UNDER_PATH}"
+    ))
+    .and_then(|mut stmt| stmt.query_row([path], |row| row.get::<_, i64>(0)))
+    .map(|n| usize::try_from(n).unwrap_or(0))
+    .map_err(Error::sql("counting a workspace's sessions"))
+}
+
+/// Deletes the sessions whose workspace is `path` or below it (their turns cascade); returns
+/// how many.
+pub fn delete_under_path(conn: &Connection, path: &str) -> Result<usize> {
+    conn.prepare_cached(&format!("DELETE FROM sessions WHERE {UNDER_PATH}"))
+        .and_then(|mut stmt| stmt.execute([path]))
+        .map_err(Error::sql("deleting a workspace's sessions"))
+}

@@ -70,10 +70,15 @@ pub fn insert(conn: &Connection, user: &User) -> Result<bool> {
         });
     match result {
         Ok(_) => Ok(true),
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             Ok(false)
         }
-        Err(source) => Err(Error::Sql { op: "creating a user", source }),
+        Err(source) => Err(Error::Sql {
+            op: "creating a user",
+            source,
+        }),
     }
 }
 
@@ -113,7 +118,9 @@ pub fn find_by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
 
 /// Users ordered by creation (newest first), after the cursor `(created_at, id)`.
 pub fn list(conn: &Connection, limit: i64, cursor: Option<(i64, String)>) -> Result<Vec<User>> {
-    let (at, id) = cursor.map(|(a, i)| (Some(a), Some(i))).unwrap_or((None, None));
+    let (at, id) = cursor
+        .map(|(a, i)| (Some(a), Some(i)))
+        .unwrap_or((None, None));
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM users WHERE (?1 IS NULL OR created_at < ?1 OR (created_at = ?1 AND id < ?2)) \
          ORDER BY created_at DESC, id DESC LIMIT ?3"

@@ -613,6 +613,20 @@ fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
             }
             None => None,
         };
+        if request.user_id.starts_with("uag_usr_") {
+            store::usage::add(
+                tx,
+                &request.user_id,
+                &store::usage::UsageRow {
+                    day: crate::clock::ymd(input.now),
+                    provider: request.provider.to_string(),
+                    prompt_tokens: input.result.usage.prompt_tokens as i64,
+                    completion_tokens: input.result.usage.completion_tokens as i64,
+                    cached_tokens: input.result.usage.cached_tokens as i64,
+                    requests: 1,
+                },
+            )?;
+        }
         let error_text = input.error.map(|e| e.to_string());
         let status = match input.error {
             None => "ok",

@@ -49,6 +49,46 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// Per-user counters of running turns, for `max_concurrency`.
+#[derive(Default, Clone)]
+pub struct Slots {
+    running: std::sync::Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// A taken slot; released when dropped (it may move to another thread).
+pub struct Slot {
+    running: std::sync::Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    user_id: String,
+}
+
+impl Slots {
+    /// Takes a slot for `user_id` unless `max` are already running.
+    pub fn try_acquire(&self, user_id: &str, max: usize) -> Option<Slot> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let count = running.entry(user_id.to_string()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            running: std::sync::Arc::clone(&self.running),
+            user_id: user_id.to_string(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = running.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.user_id);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +101,17 @@ mod tests {
         assert!(locks.acquire("b", Duration::ZERO).is_some());
         drop(first);
         assert!(locks.acquire("a", Duration::ZERO).is_some());
+    }
+
+    #[test]
+    fn slots_limit_per_user() {
+        let slots = Slots::default();
+        let a = slots.try_acquire("u1", 2).unwrap();
+        let _b = slots.try_acquire("u1", 2).unwrap();
+        assert!(slots.try_acquire("u1", 2).is_none());
+        assert!(slots.try_acquire("u2", 2).is_some());
+        drop(a);
+        assert!(slots.try_acquire("u1", 2).is_some());
     }
 
     #[test]

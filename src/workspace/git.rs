@@ -29,7 +29,7 @@ const GIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How much of git's stderr an error message keeps.
 const STDERR_TAIL_CHARS: usize = 1500;
 /// Identity written to a new repository's local config when none is configured.
-const DEFAULT_IDENTITY: [(&str, &str); 2] =
+pub(super) const DEFAULT_IDENTITY: [(&str, &str); 2] =
     [("user.name", "Codara"), ("user.email", "codara@localhost")];
 
 /// `-c` overrides for every command: workspace config (writable by the agent) must not make the
@@ -224,8 +224,8 @@ pub fn restore(
     Ok(current)
 }
 
-/// One workspace's git invocations.
-struct Git<'a> {
+/// One workspace's git invocations (shared with the sibling `inventory` and `projects` modules).
+pub(super) struct Git<'a> {
     program: PathBuf,
     host: &'a HostEnv,
     work_tree: PathBuf,
@@ -233,7 +233,7 @@ struct Git<'a> {
 }
 
 impl<'a> Git<'a> {
-    fn open(dir: &Path, host: &'a HostEnv) -> Result<Git<'a>> {
+    pub(super) fn open(dir: &Path, host: &'a HostEnv) -> Result<Git<'a>> {
         Ok(Git {
             program: find_git(host)?,
             host,
@@ -271,7 +271,7 @@ impl<'a> Git<'a> {
     }
 
     /// Runs `args` against `<dir>/.git` and `<dir>`; any exit code is returned to the caller.
-    fn output<I, S>(&self, args: I) -> Result<runner::Captured>
+    pub(super) fn output<I, S>(&self, args: I) -> Result<runner::Captured>
     where
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<OsStr>,
@@ -290,7 +290,7 @@ impl<'a> Git<'a> {
     }
 
     /// Runs `args` and returns stdout, failing on a non-zero exit.
-    fn run<I, S>(&self, args: I) -> Result<String>
+    pub(super) fn run<I, S>(&self, args: I) -> Result<String>
     where
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<OsStr>,
@@ -324,7 +324,7 @@ impl<'a> Git<'a> {
     }
 
     /// The error for a git command that exited badly: command, directory, exit code, stderr tail.
-    fn failure<I, S>(&self, args: I, captured: &runner::Captured) -> Error
+    pub(super) fn failure<I, S>(&self, args: I, captured: &runner::Captured) -> Error
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,

@@ -5,10 +5,14 @@
 //! two trees, so `modified_files` and `diff` cover this turn only (new, deleted and binary files
 //! included) and [`restore`] can put the tree back. The git side lives in `git` and never touches
 //! the user's index, HEAD or branches; hosts without git get the content [`manifest`] instead.
+//! [`inventory`] discovers the workspaces under the root (git metadata, ids for URLs) and
+//! [`projects`] creates named workspaces from templates.
 //! Must not decide policy (which turn may be reverted, where the private index lives): callers do.
 
 pub mod git;
+pub mod inventory;
 pub mod manifest;
+pub mod projects;
 pub mod zone;
 
 pub use git::{

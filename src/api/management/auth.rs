@@ -23,13 +23,39 @@ pub fn token(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resul
         .operator_secret
         .or(body.operator_passkey)
         .or(body.api_token);
-    let issued = crate::operator::login(
+    let client = request.client_ip();
+    let result = crate::operator::login(
         &app.store,
         &app.login_throttle,
         &app.operator_secret,
         presented.as_deref(),
-        &request.client_ip(),
-    )?;
+        &client,
+    );
+    let (action, after) = match &result {
+        Ok(issued) => (
+            "operator.login",
+            json!({"client": client, "token_id": issued.id}),
+        ),
+        Err(error) => (
+            "operator.login_failed",
+            json!({"client": client, "reason": error.code()}),
+        ),
+    };
+    app.store.write(|tx| {
+        crate::audit::record(
+            tx,
+            crate::audit::Record {
+                actor: &crate::audit::Actor::Operator,
+                action,
+                target_type: "operator",
+                target_id: &client,
+                before: None,
+                after: Some(after),
+                request_id: Some(&request.request_id),
+            },
+        )
+    })?;
+    let issued = result?;
     Ok(Response::envelope(
         &request.request_id,
         json!({
@@ -46,7 +72,7 @@ pub fn token(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resul
 pub fn logout(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let revoked = match principal {
         Principal::Operator(credential) => crate::operator::logout(&app.store, credential)?,
-        Principal::Anonymous => false,
+        Principal::Anonymous | Principal::User { .. } => false,
     };
     Ok(Response::envelope(
         &request.request_id,

@@ -1,8 +1,11 @@
 //! Handlers of `/management/v1/*`: one file per resource.
 
+pub mod audit;
 pub mod auth;
 pub mod overview;
+pub mod playground;
 pub mod projects;
 pub mod sessions;
-pub mod workspaces;
+pub mod users;
 pub mod version;
+pub mod workspaces;

@@ -124,7 +124,8 @@ fn trees(
     }
 }
 
-fn session_json(session: &store::sessions::Session) -> Value {
+/// The wire form of a session.
+pub fn session_json(session: &store::sessions::Session) -> Value {
     json!({
         "id": session.id,
         "user_id": session.user_id,
@@ -143,7 +144,8 @@ fn session_json(session: &store::sessions::Session) -> Value {
     })
 }
 
-fn turn_json(turn: &store::turns::Turn) -> Value {
+/// The wire form of a turn.
+pub fn turn_json(turn: &store::turns::Turn) -> Value {
     let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
     json!({
         "id": turn.id,

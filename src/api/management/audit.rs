@@ -1,0 +1,89 @@
+//! `GET /management/v1/audit`: text search, actor/action/target filters, time range, cursor pages.
+
+use crate::api::auth::Principal;
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::store;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Searches the audit log, newest first.
+pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    let limit = super::users::limit_param(request)?;
+    let param = |name: &str| {
+        request
+            .query_param(name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let time = |name: &str| -> Result<Option<i64>> {
+        match request.query_param(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .or_else(|| crate::clock::parse_rfc3339(text))
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::bad_param(name, format!("`{name}` must be epoch ms or RFC 3339"))
+                }),
+        }
+    };
+    let before_cursor = match param("cursor") {
+        None => None,
+        Some(text) => {
+            let (at, id) = text
+                .split_once(':')
+                .ok_or_else(|| Error::bad_param("cursor", "invalid cursor"))?;
+            Some((
+                at.parse()
+                    .map_err(|_| Error::bad_param("cursor", "invalid cursor"))?,
+                id.to_string(),
+            ))
+        }
+    };
+    let filter = store::audit::Filter {
+        text: param("q").or_else(|| param("search")),
+        actor: param("actor"),
+        action: param("action"),
+        target_type: param("target_type"),
+        target_id: param("target_id"),
+        since: time("since")?,
+        until: time("until")?,
+        before_cursor,
+    };
+    let rows = app
+        .store
+        .read(|conn| store::audit::search(conn, &filter, limit + 1))?;
+    let has_more = rows.len() as i64 > limit;
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = has_more
+        .then(|| rows.last().map(|e| format!("{}:{}", e.at, e.id)))
+        .flatten();
+    let data: Vec<Value> = rows.iter().map(entry_json).collect();
+    Ok(Response::json(
+        200,
+        &json!({"ok": true, "data": data, "meta": {"request_id": request.request_id,
+                "page": {"next_cursor": next, "has_more": has_more, "limit": limit}}}),
+    ))
+}
+
+/// The wire form of an audit entry (states as JSON objects).
+pub fn entry_json(entry: &store::audit::Entry) -> Value {
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    };
+    json!({
+        "id": entry.id,
+        "at": crate::clock::rfc3339(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "before": parse(&entry.before),
+        "after": parse(&entry.after),
+        "request_id": entry.request_id,
+    })
+}

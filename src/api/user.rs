@@ -1,0 +1,163 @@
+//! User self-service under `/v1/user/*` (user API keys only): profile, keys, usage, sessions,
+//! workspace reset. A user only ever reaches their own records; anything else is a 404.
+
+use crate::api::auth::Principal;
+use crate::api::management::users::{issued_json, parse_time, segment, usage_json};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::store::{self, users::User};
+use crate::users;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+fn me_of(principal: &Principal) -> Result<&User> {
+    match principal {
+        Principal::User { user, .. } => Ok(user),
+        _ => Err(Error::Forbidden("this route needs a user API key".into())),
+    }
+}
+
+/// `GET /v1/user/me`.
+pub fn me(_app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    Ok(Response::envelope(
+        &request.request_id,
+        users::user_json(me_of(principal)?),
+    ))
+}
+
+/// `GET /v1/user/keys`: the caller's keys (never hashes).
+pub fn keys(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let keys = app
+        .store
+        .read(|conn| store::api_keys::list_for_user(conn, &user.id))?;
+    Ok(Response::envelope(
+        &request.request_id,
+        json!(keys.iter().map(users::key_json).collect::<Vec<_>>()),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    label: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// `POST /v1/user/keys`: an additional key, shown once.
+pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let body: CreateKey = request.json_opt()?.unwrap_or_default();
+    let expires = parse_time("expires_at", body.expires_at.as_deref())?;
+    let issued = users::create_key(
+        &app.store,
+        &user.id,
+        body.label.as_deref(),
+        expires,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
+    Ok(Response::envelope(&request.request_id, issued_json(&issued)).with_status(201))
+}
+
+/// `DELETE /v1/user/keys/{id}`.
+pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let key_id = segment(request, 3)?;
+    let key = users::revoke_key(
+        &app.store,
+        &user.id,
+        &key_id,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
+    Ok(Response::envelope(
+        &request.request_id,
+        users::key_json(&key),
+    ))
+}
+
+/// `POST /v1/user/keys/{id}/rotate`.
+pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let key_id = segment(request, 3)?;
+    let issued = users::rotate_key(
+        &app.store,
+        &user.id,
+        &key_id,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
+    Ok(Response::envelope(
+        &request.request_id,
+        issued_json(&issued),
+    ))
+}
+
+/// `GET /v1/user/usage`.
+pub fn usage(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let rows = app
+        .store
+        .read(|conn| store::usage::list_for_user(conn, &user.id))?;
+    Ok(Response::envelope(&request.request_id, usage_json(&rows)))
+}
+
+/// `GET /v1/user/sessions`.
+pub fn sessions(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let rows = app
+        .store
+        .read(|conn| store::sessions::list(conn, Some(&user.id), 200))?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(crate::api::management::sessions::session_json)
+        .collect();
+    Ok(Response::envelope(&request.request_id, json!(data)))
+}
+
+/// `GET /v1/user/sessions/{id}`: 404 unless the session is the caller's.
+pub fn session(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let user = me_of(principal)?;
+    let id = segment(request, 3)?;
+    let (session, turns) = app.store.read(|conn| {
+        let session = store::sessions::get(conn, &id)?
+            .filter(|s| s.user_id == user.id)
+            .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
+        Ok((session, store::turns::list_for_session(conn, &id)?))
+    })?;
+    let mut data = crate::api::management::sessions::session_json(&session);
+    data["turns"] = json!(turns
+        .iter()
+        .map(crate::api::management::sessions::turn_json)
+        .collect::<Vec<_>>());
+    Ok(Response::envelope(&request.request_id, data))
+}
+
+/// `POST /v1/user/workspace/reset`: ends every session of the caller; files are kept.
+pub fn reset_workspace(
+    app: &Arc<App>,
+    request: &Request,
+    principal: &Principal,
+) -> Result<Response> {
+    let user = me_of(principal)?;
+    let wiped = app.store.write(|tx| {
+        let wiped = store::sessions::delete_for_user(tx, &user.id)?;
+        crate::audit::record(tx, crate::audit::Record {
+            actor: &principal.actor(),
+            action: "workspace.reset",
+            target_type: "user",
+            target_id: &user.id,
+            before: None,
+            after: Some(json!({"sessions_wiped": wiped, "files_preserved": true, "workspace_path": user.workspace_path})),
+            request_id: Some(&request.request_id),
+        })?;
+        Ok(wiped)
+    })?;
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({"sessions_wiped": wiped, "files_preserved": true, "workspace_path": user.workspace_path}),
+    ))
+}
