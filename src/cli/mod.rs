@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)] // The CLI is where Codara speaks to a terminal.
 
 pub mod doctor;
+pub mod project;
 pub mod serve;
 pub mod user;
 pub mod version;
@@ -24,6 +25,7 @@ Commands:
   version   Print the version; --check asks for the latest release
   doctor    Check configuration, storage, vault and the provider CLIs
   user      Create and list users, rotate their API keys
+  project   Create, list and inspect projects (named workspaces)
   help      Show this help
 
 Run `codara <command> --help` for a command's options.
@@ -57,6 +59,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("version") => version::run(args),
         Some("doctor") => doctor::run(args),
         Some("user") => user::run(args),
+        Some("project") => project::run(args),
         Some(other) => return usage_error(&format!("unknown command `{other}`")),
     };
     match result {

@@ -118,7 +118,20 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         ["management", "v1", "workspaces"] => {
             &[("GET", api::management::workspaces::list, Operator)]
         }
-        ["management", "v1", "projects"] => &[("GET", api::management::projects::list, Operator)],
+        ["management", "v1", "workspaces", _] => &[
+            ("GET", api::management::workspaces::detail, Operator),
+            ("DELETE", api::management::workspaces::delete, Operator),
+        ],
+        ["management", "v1", "workspaces", _, "reset"] => {
+            &[("POST", api::management::workspaces::reset, Operator)]
+        }
+        ["management", "v1", "projects"] => &[
+            ("GET", api::management::projects::list, Operator),
+            ("POST", api::management::projects::create, Operator),
+        ],
+        ["management", "v1", "projects", _] => {
+            &[("GET", api::management::projects::info, Operator)]
+        }
         ["management", "v1", "providers", "models"] => {
             &[("GET", api::openai::provider_models, Operator)]
         }

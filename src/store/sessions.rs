@@ -164,12 +164,10 @@ pub fn list_under_path(conn: &Connection, path: &str, limit: i64) -> Result<Vec<
 
 /// How many sessions have their workspace at `path` or below it.
 pub fn count_under_path(conn: &Connection, path: &str) -> Result<usize> {
-    conn.prepare_cached(&format!(
-        "SELECT COUNT(*) FROM sessions WHERE {UNDER_PATH}"
-    ))
-    .and_then(|mut stmt| stmt.query_row([path], |row| row.get::<_, i64>(0)))
-    .map(|n| usize::try_from(n).unwrap_or(0))
-    .map_err(Error::sql("counting a workspace's sessions"))
+    conn.prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {UNDER_PATH}"))
+        .and_then(|mut stmt| stmt.query_row([path], |row| row.get::<_, i64>(0)))
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .map_err(Error::sql("counting a workspace's sessions"))
 }
 
 /// Deletes the sessions whose workspace is `path` or below it (their turns cascade); returns

@@ -12,3 +12,4 @@ mod smoke;
 mod storage;
 mod turns;
 mod vault;
+mod workspaces;

@@ -14,6 +14,7 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
         .store
         .read(|conn| crate::store::operator_tokens::count_active(conn, now_ms))?;
     let schema_version = app.store.schema_version()?;
+    let (users_total, users_active) = app.store.read(crate::store::users::count)?;
     let database_bytes = std::fs::metadata(app.store.path())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -51,6 +52,8 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
             },
             "counts": {
                 "operator_tokens_active": active_tokens,
+                "users_total": users_total,
+                "users_active": users_active,
                 "providers_enabled": providers.iter().filter(|p| p["enabled"] == true).count(),
             },
             "providers": providers,

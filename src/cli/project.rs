@@ -1,0 +1,228 @@
+//! `codara project create|list|info`: named workspaces under the workspaces root, created from
+//! a template.
+//!
+//! Works on the root and the data dir directly, beside a running server: it never takes the
+//! server's instance lock, and the audit entry of a creation goes through its own SQLite
+//! connection (WAL). Bad input exits 2, other failures 1.
+
+use crate::audit::{self, Actor};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::workspace::{inventory, projects};
+use serde_json::json;
+use std::path::Path;
+
+const HELP: &str = "\
+Usage:
+  codara project create NAME [--template T] [--provider P] [--force] [--config FILE]
+  codara project list [--config FILE]
+  codara project info NAME [--config FILE]
+
+A project is a named workspace <workspaces root>/NAME with .codara/project.toml and a git
+repository. Run `codara project <command> --help` for details.
+";
+
+const CREATE_HELP: &str = "\
+Usage: codara project create NAME [--template T] [--provider P] [--force] [--config FILE]
+
+Creates <workspaces root>/NAME from a template and makes it a git repository with an initial
+commit. NAME: letters, digits, `.`, `_`, `-`, starting with a letter or digit, at most 80.
+
+Options:
+  --template T   default | python | docs | empty ([workspace].default_template if omitted)
+  --provider P   default provider of the project: codex | gemini | opencode
+  --force        initialize an existing directory that Codara did not create (files are kept)
+  --config FILE  the codara.toml to read
+";
+
+const LIST_HELP: &str = "\
+Usage: codara project list [--config FILE]
+
+Lists the projects directly under the workspaces root: name, template, relative path.
+";
+
+const INFO_HELP: &str = "\
+Usage: codara project info NAME [--config FILE]
+
+Shows a project's path, template, default provider, git state and bound sessions.
+";
+
+/// Dispatches `codara project ...`.
+pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
+    let sub = args
+        .subcommand()
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    match sub.as_deref() {
+        None => {
+            let asked = super::wants_help(&mut args, HELP);
+            if !asked {
+                print!("{HELP}");
+            }
+            Ok(if asked { 0 } else { 2 })
+        }
+        Some("create") => create(args),
+        Some("list") => list(args),
+        Some("info") => info(args),
+        Some(other) => Err(Error::bad_request(format!(
+            "unknown project command `{other}`; see `codara project --help`"
+        ))),
+    }
+}
+
+fn create(mut args: pico_args::Arguments) -> Result<i32> {
+    if super::wants_help(&mut args, CREATE_HELP) {
+        return Ok(0);
+    }
+    let overrides = super::config_flag(&mut args)?;
+    let template: Option<String> = args
+        .opt_value_from_str("--template")
+        .map_err(|e| Error::bad_param("template", e.to_string()))?;
+    let provider: Option<String> = args
+        .opt_value_from_str("--provider")
+        .map_err(|e| Error::bad_param("provider", e.to_string()))?;
+    let force = args.contains("--force");
+    let name = name_arg(&mut args)?;
+    super::finish(args)?;
+    projects::validate_name(&name)?;
+    if let Some(template) = &template {
+        projects::Template::parse(template)?;
+    }
+    if let Some(provider) = &provider {
+        projects::validate_provider(provider)?;
+    }
+    let config = Config::load(&overrides)?;
+    let template = template.unwrap_or_else(|| config.workspace.default_template.clone());
+    let store = open_store(&config)?;
+    let info = projects::create(
+        &config.workspace.root,
+        &config.host,
+        &name,
+        &template,
+        provider.as_deref(),
+        "cli",
+        force,
+    )?;
+    let action = if info.created {
+        "project.created"
+    } else {
+        "project.initialized"
+    };
+    store.write(|tx| {
+        audit::record(
+            tx,
+            audit::Record {
+                actor: &Actor::Cli,
+                action,
+                target_type: "project",
+                target_id: &info.meta.name,
+                before: None,
+                after: Some(json!({
+                    "name": info.meta.name,
+                    "path": info.path.display().to_string(),
+                    "relative_path": info.relative_path,
+                    "template": info.meta.template,
+                    "provider": info.meta.provider,
+                    "created": info.created,
+                    "metadata_path": info.meta.metadata_path.display().to_string(),
+                })),
+                request_id: None,
+            },
+        )
+    })?;
+    let verb = if info.created {
+        "Created"
+    } else {
+        "Initialized"
+    };
+    println!("{verb} project: {}", info.meta.name);
+    println!("Path: {}", info.path.display());
+    println!("Template: {}", info.meta.template);
+    if let Some(provider) = &info.meta.provider {
+        println!("Default provider: {provider}");
+    }
+    println!("Metadata: {}", info.meta.metadata_path.display());
+    Ok(0)
+}
+
+fn list(mut args: pico_args::Arguments) -> Result<i32> {
+    if super::wants_help(&mut args, LIST_HELP) {
+        return Ok(0);
+    }
+    let overrides = super::config_flag(&mut args)?;
+    super::finish(args)?;
+    let config = Config::load(&overrides)?;
+    let found = projects::list(&config.workspace.root)?;
+    if found.is_empty() {
+        println!("No Codara projects found.");
+        return Ok(0);
+    }
+    println!("{:<24} {:<10} Relative Path", "Name", "Template");
+    println!("{}", "-".repeat(70));
+    for project in found {
+        println!(
+            "{:<24} {:<10} {}",
+            project.meta.name, project.meta.template, project.relative_path
+        );
+    }
+    Ok(0)
+}
+
+fn info(mut args: pico_args::Arguments) -> Result<i32> {
+    if super::wants_help(&mut args, INFO_HELP) {
+        return Ok(0);
+    }
+    let overrides = super::config_flag(&mut args)?;
+    let name = name_arg(&mut args)?;
+    super::finish(args)?;
+    projects::validate_name(&name)?;
+    let config = Config::load(&overrides)?;
+    let project = projects::info(&config.workspace.root, &name)?;
+    let root = config
+        .workspace
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&config.workspace.root, e))?;
+    let mut record = inventory::record(&root, Path::new(&project.relative_path), &config.host);
+    let store = open_store(&config)?;
+    store.read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
+    let meta = &project.meta;
+    let git = &record.git;
+    println!("Name: {}", meta.name);
+    println!("Path: {}", project.path.display());
+    println!("Template: {}", meta.template);
+    println!(
+        "Default provider: {}",
+        meta.provider.as_deref().unwrap_or("n/a")
+    );
+    println!(
+        "Created: {} by {}",
+        meta.created_at.as_deref().unwrap_or("unknown"),
+        meta.created_by.as_deref().unwrap_or("unknown")
+    );
+    println!("Git repo: {}", if git.is_git_repo { "yes" } else { "no" });
+    if git.is_git_repo {
+        println!("Branch: {}", git.branch.as_deref().unwrap_or("n/a"));
+        match (&git.short_commit, &git.head_summary) {
+            (Some(commit), Some(summary)) => println!("Head: {commit} {summary}"),
+            _ => println!("Head: no commits"),
+        }
+        println!("Dirty: {}", if git.dirty { "yes" } else { "no" });
+    }
+    println!("Workspace id: {}", record.id);
+    println!("Bound sessions: {}", record.bound_sessions_count);
+    Ok(0)
+}
+
+/// The positional NAME (a usage error naming `name` when missing).
+fn name_arg(args: &mut pico_args::Arguments) -> Result<String> {
+    args.opt_free_from_str::<String>()
+        .map_err(|e| Error::bad_param("name", e.to_string()))?
+        .ok_or_else(|| Error::bad_param("name", "NAME is required; see `codara project --help`"))
+}
+
+/// Opens the database beside a possibly running server (no instance lock).
+fn open_store(config: &Config) -> Result<Store> {
+    crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
+    Store::open(&config.storage.database_path())
+}
