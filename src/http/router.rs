@@ -106,9 +106,10 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         }
         ["management", "v1", "version"] => &[("GET", api::management::version::get, Operator)],
         ["management", "v1", "sessions"] => &[("GET", api::management::sessions::list, Operator)],
-        ["management", "v1", "sessions", _] => {
-            &[("GET", api::management::sessions::detail, Operator)]
-        }
+        ["management", "v1", "sessions", _] => &[
+            ("GET", api::management::sessions::detail, Operator),
+            ("DELETE", api::management::sessions::wipe, Operator),
+        ],
         ["management", "v1", "sessions", _, "turns", _, "diff"] => {
             &[("GET", api::management::sessions::turn_diff, Operator)]
         }

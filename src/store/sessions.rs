@@ -177,3 +177,11 @@ pub fn delete_under_path(conn: &Connection, path: &str) -> Result<usize> {
         .and_then(|mut stmt| stmt.execute([path]))
         .map_err(Error::sql("deleting a workspace's sessions"))
 }
+
+/// Deletes one session (its turns cascade); returns whether it existed.
+pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute([id]))
+        .map(|n| n > 0)
+        .map_err(Error::sql("deleting a session"))
+}

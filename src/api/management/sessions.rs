@@ -41,6 +41,32 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
     Ok(Response::envelope(&request.request_id, data))
 }
 
+/// `DELETE /management/v1/sessions/{id}`: wipes the session and its turns (files are kept).
+pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let id = segment(request, 3)?.to_string();
+    app.store.write(|tx| {
+        let session = store::sessions::get(tx, &id)?
+            .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
+        store::sessions::delete(tx, &id)?;
+        crate::audit::record(
+            tx,
+            crate::audit::Record {
+                actor: &principal.actor(),
+                action: "session.wiped",
+                target_type: "session",
+                target_id: &id,
+                before: Some(session_json(&session)),
+                after: None,
+                request_id: Some(&request.request_id),
+            },
+        )
+    })?;
+    Ok(Response::envelope(
+        &request.request_id,
+        json!({"id": id, "wiped": true}),
+    ))
+}
+
 /// `GET /management/v1/sessions/{id}/turns/{n}/diff`: the files and unified diff of one turn.
 pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
