@@ -14,6 +14,7 @@ pub mod datadir;
 pub mod error;
 pub mod http;
 pub mod operator;
+pub mod pool;
 pub mod providers;
 pub mod release;
 pub mod shutdown;
