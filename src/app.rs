@@ -38,11 +38,23 @@ impl App {
     pub fn open(config: Config, operator_secret: String) -> Result<App> {
         crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
         let store = Store::open(&config.storage.database_path())?;
-        let vault = Vault::load(
+        let mut vault = Vault::load(
             config.secrets.master_key.as_deref(),
             &config.storage.data_dir,
         )?;
-        vault.check_against(&store)?;
+        if let Err(error) = vault.check_against(&store) {
+            // A rotation that crashed after its commit leaves the new key staged beside the old.
+            let recovered = config.secrets.master_key.is_none()
+                && finish_rotation(&config.storage.data_dir, &store).is_ok();
+            if !recovered {
+                return Err(error);
+            }
+            vault = Vault::load(None, &config.storage.data_dir)?;
+            log::warn!(
+                "finished an interrupted vault key rotation (key {})",
+                vault.key_id()
+            );
+        }
         Ok(App {
             config,
             store,
@@ -61,4 +73,15 @@ impl App {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// Promotes `master.key.new` when it (and not `master.key`) opens the database's vault check.
+fn finish_rotation(data_dir: &std::path::Path, store: &Store) -> Result<()> {
+    let staged = data_dir.join("master.key.new");
+    let text = std::fs::read_to_string(&staged).map_err(|e| crate::error::Error::io(&staged, e))?;
+    let key = crate::crypto::unhex(text.trim())
+        .ok_or_else(|| crate::error::Error::Vault("master.key.new is not a hex key".into()))?;
+    Vault::from_key(&key, crate::vault::KeySource::File(staged.clone())).check_against(store)?;
+    let path = data_dir.join("master.key");
+    std::fs::rename(&staged, &path).map_err(|e| crate::error::Error::io(&path, e))
 }

@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only calls [`cli::run`]; everything lives in this library so that unit
 //! tests, integration tests and benchmarks see the same code. See ARCHITECTURE.md for the map.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod audit;

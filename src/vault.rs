@@ -206,6 +206,19 @@ impl Vault {
     }
 }
 
+/// Writes a key file (hex, 0600, synced), replacing a stale one left by an interrupted rotation.
+pub fn write_key_file(path: &Path, hex: &str) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(file, "{hex}").map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
 fn decode_key(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
     let key = if text.len() == 64 {

@@ -4,6 +4,7 @@
 //! before any disk access. Must not talk HTTP to a running server: commands use the data dir.
 #![allow(clippy::print_stdout)] // The CLI is where Codara speaks to a terminal.
 
+pub mod account;
 pub mod doctor;
 pub mod project;
 pub mod serve;
@@ -25,6 +26,8 @@ Commands:
   version   Print the version; --check asks for the latest release
   doctor    Check configuration, storage, vault and the provider CLIs
   user      Create and list users, rotate their API keys
+  account   Manage the provider account pool (add, list, remove, primary, refresh)
+  vault     rotate-key: re-encrypt every credential with a new master key
   project   Create, list and inspect projects (named workspaces)
   help      Show this help
 
@@ -59,6 +62,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("version") => version::run(args),
         Some("doctor") => doctor::run(args),
         Some("user") => user::run(args),
+        Some("account") => account::run(args),
+        Some("vault") => account::run_vault(args),
         Some("project") => project::run(args),
         Some(other) => return usage_error(&format!("unknown command `{other}`")),
     };

@@ -89,6 +89,49 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         data_dir.display(),
         app.vault.key_id()
     );
-    crate::http::serve(Arc::new(app), listener)?;
+    let app = Arc::new(app);
+    spawn_usage_refresher(&app);
+    crate::http::serve(app, listener)?;
     Ok(0)
+}
+
+/// Refreshes account tokens and quota windows every `[accounts].refresh_interval_seconds`.
+fn spawn_usage_refresher(app: &Arc<App>) {
+    let interval = app.config.accounts.refresh_interval_seconds;
+    if interval == 0 {
+        return;
+    }
+    let app = Arc::clone(app);
+    let spawned = std::thread::Builder::new()
+        .name("usage-refresher".into())
+        .spawn(move || {
+            let tick = std::time::Duration::from_millis(500);
+            let mut waited = std::time::Duration::ZERO;
+            while !crate::shutdown::requested() {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited.as_secs() < interval {
+                    continue;
+                }
+                waited = std::time::Duration::ZERO;
+                let has_accounts = app
+                    .store
+                    .read(|conn| crate::store::accounts::list(conn, Some("codex")))
+                    .map(|a| !a.is_empty())
+                    .unwrap_or(false);
+                if has_accounts {
+                    if let Err(error) = crate::accounts::refresh_all(
+                        &app.store,
+                        &app.vault,
+                        &app.config.accounts,
+                        None,
+                    ) {
+                        log::warn!("usage refresh failed: {error}");
+                    }
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        log::error!("cannot start the usage refresher: {error}");
+    }
 }

@@ -101,6 +101,23 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
             &[("POST", api::management::users::rotate_key, Operator)]
         }
         ["management", "v1", "audit"] => &[("GET", api::management::audit::search, Operator)],
+        ["management", "v1", "accounts"] => &[
+            ("GET", api::management::accounts::list, Operator),
+            ("POST", api::management::accounts::add, Operator),
+        ],
+        ["management", "v1", "accounts", _] => &[
+            ("PATCH", api::management::accounts::update, Operator),
+            ("DELETE", api::management::accounts::delete, Operator),
+        ],
+        ["management", "v1", "accounts", _, "primary"] => {
+            &[("POST", api::management::accounts::primary, Operator)]
+        }
+        ["management", "v1", "accounts", _, "recover"] => {
+            &[("POST", api::management::accounts::recover, Operator)]
+        }
+        ["management", "v1", "usage", "refresh"] => {
+            &[("POST", api::management::accounts::refresh, Operator)]
+        }
         ["management", "v1", "playground", "chat"] => {
             &[("POST", api::management::playground::chat, Operator)]
         }

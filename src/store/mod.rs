@@ -4,6 +4,7 @@
 //! Each other table is owned by exactly one submodule, which holds its queries. Must not contain
 //! policy (who may do what): callers decide, this layer stores.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod meta;
@@ -29,6 +30,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (2, "sessions", include_str!("migrations/002_sessions.sql")),
     (3, "users", include_str!("migrations/003_users.sql")),
+    (4, "accounts", include_str!("migrations/004_accounts.sql")),
 ];
 
 const READERS: usize = 4;

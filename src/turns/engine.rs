@@ -156,7 +156,12 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         } => (Attempt::resume(cli_session_id, prompt), true),
         Plan::Fresh { prompt, .. } => (Attempt::fresh(prompt), false),
     };
-    let mut result = execute(app, request, &binary, &attempt, sink)?;
+    let mut account = choose_account(
+        app,
+        request,
+        stored.as_ref().and_then(|s| s.account_id.as_deref()),
+    )?;
+    let mut result = execute(app, request, &binary, &attempt, account.as_ref(), sink)?;
     if resumed && result.looks_like_missing_session() {
         let after_failed = tracker.snapshot()?;
         if after_failed.id == before.id {
@@ -168,7 +173,37 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
             );
             attempt = Attempt::fresh(&prompt::flatten(&request.messages));
             resumed = false;
-            result = execute(app, request, &binary, &attempt, sink)?;
+            result = execute(app, request, &binary, &attempt, account.as_ref(), sink)?;
+        }
+    }
+    if let Some(used) = account.clone() {
+        if !result.failed() {
+            crate::accounts::record_success(&app.store, &used.id)?;
+            let home =
+                crate::accounts::home(&app.config.storage.data_dir, request.provider, &used.id);
+            crate::accounts::sync_back(&app.store, &app.vault, &used, &home)?;
+        } else {
+            let message = format!("{}\n{}", result.error_message(), result.outcome.stderr_tail);
+            let account_level = crate::accounts::record_failure(&app.store, &used.id, &message)?;
+            // Retry once on another account, only if nothing in the workspace changed.
+            if account_level && !result.outcome.stalled && tracker.snapshot()?.id == before.id {
+                if let Some(next) = choose_account(app, request, Some(&used.id))
+                    .ok()
+                    .flatten()
+                    .filter(|n| n.id != used.id)
+                {
+                    log::warn!(
+                        "account {} failed at the account level; retrying on {}",
+                        used.id,
+                        next.id
+                    );
+                    result = execute(app, request, &binary, &attempt, Some(&next), sink)?;
+                    if !result.failed() {
+                        crate::accounts::record_success(&app.store, &next.id)?;
+                    }
+                    account = Some(next);
+                }
+            }
         }
     }
 
@@ -197,6 +232,7 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
             error: error.as_ref(),
             before_tree: &before.id,
             after_tree: &after.id,
+            account_id: account.as_ref().map(|a| a.id.as_str()),
             now,
         },
     )?;
@@ -213,6 +249,69 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         resumed,
         error,
     })
+}
+
+/// Picks the pool account for a codex turn (none when the pool is empty: the provider's default
+/// home is used). Moves the session's CLI state when the sticky account is not the one chosen.
+fn choose_account(
+    app: &App,
+    request: &TurnRequest,
+    sticky: Option<&str>,
+) -> Result<Option<crate::store::accounts::Account>> {
+    if request.provider != "codex" {
+        return Ok(None);
+    }
+    let accounts = app
+        .store
+        .read(|conn| store::accounts::list(conn, Some("codex")))?;
+    if accounts.is_empty() {
+        return Ok(None);
+    }
+    let now = crate::clock::now_ms();
+    let snapshots: Vec<_> = accounts.iter().map(crate::accounts::snapshot).collect();
+    let threshold = app.config.accounts.headroom_threshold_percent;
+    match crate::pool::select::select(&snapshots, sticky, threshold, now) {
+        crate::pool::select::Selection::Chosen {
+            id,
+            reason,
+            migrate_from,
+        } => {
+            let account = accounts
+                .into_iter()
+                .find(|a| a.id == id)
+                .ok_or_else(|| Error::Internal("selected a missing account".into()))?;
+            let data_dir = &app.config.storage.data_dir;
+            if let Some(from) = &migrate_from {
+                crate::accounts::migrate_session_state(
+                    &crate::accounts::home(data_dir, "codex", from),
+                    &crate::accounts::home(data_dir, "codex", &id),
+                )?;
+            }
+            app.store.write(|tx| {
+                crate::audit::record(tx, crate::audit::Record {
+                    actor: &crate::audit::Actor::System,
+                    action: "account.selected",
+                    target_type: "account",
+                    target_id: &id,
+                    before: None,
+                    after: Some(serde_json::json!({"reason": reason.as_str(), "migrated_from": migrate_from, "user_id": request.user_id})),
+                    request_id: None,
+                })
+            })?;
+            Ok(Some(account))
+        }
+        crate::pool::select::Selection::NoneReady { next_ready_at_ms } => Err(Error::Unavailable {
+            code: "no_account_ready",
+            message: match next_ready_at_ms {
+                Some(at) => format!(
+                    "no codex account is ready; the next one frees up at {}",
+                    crate::clock::rfc3339(at)
+                ),
+                None => "no codex account is usable (all disabled or need re-authentication)"
+                    .to_string(),
+            },
+        }),
+    }
 }
 
 /// A provider's explanation of a CLI exit code.
@@ -337,16 +436,25 @@ fn execute(
     request: &TurnRequest,
     binary: &std::path::Path,
     attempt: &Attempt,
+    account: Option<&crate::store::accounts::Account>,
     sink: &mut dyn Sink,
 ) -> Result<RunResult> {
     let config = provider_config(app, request.provider);
-    let home = app
-        .config
-        .storage
-        .data_dir
-        .join("homes")
-        .join(request.provider)
-        .join("default");
+    let data_dir = &app.config.storage.data_dir;
+    let home = match account {
+        Some(account) => crate::accounts::home(data_dir, request.provider, &account.id),
+        None => data_dir
+            .join("homes")
+            .join(request.provider)
+            .join("default"),
+    };
+    // Clock times in CLI messages ("try again at 3:45 PM") are read as UTC by the pool.
+    let mut extra_env = vec![("TZ".to_string(), "UTC".to_string())];
+    if let Some(account) = account {
+        crate::datadir::ensure_private_dir(&home)?;
+        extra_env.extend(crate::accounts::materialize(&app.vault, account, &home)?);
+    }
+    extra_env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let spec = RunSpec {
         binary: binary.to_path_buf(),
         model: request.model.clone(),
@@ -355,11 +463,7 @@ fn execute(
         workspace: request.workspace.clone(),
         home: home.clone(),
         extra_args: config.extra_args.clone(),
-        extra_env: config
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        extra_env,
         sandbox: config.sandbox,
         path_env: app.config.host.path.clone(),
     };
@@ -549,6 +653,7 @@ struct StoreInput<'a> {
     error: Option<&'a Error>,
     before_tree: &'a str,
     after_tree: &'a str,
+    account_id: Option<&'a str>,
     now: i64,
 }
 
@@ -607,6 +712,7 @@ fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
                     session.transcript_hash = prompt::transcript_hash(&transcript);
                     session.message_count = transcript.len() as i64;
                     session.cli_session_id = input.cli_session_id.map(str::to_string);
+                    session.account_id = input.account_id.map(str::to_string);
                 }
                 store::sessions::upsert(tx, &session)?;
                 Some(session)
@@ -660,7 +766,7 @@ fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
                 status: status.to_string(),
                 error: error_text,
                 dirty: input.dirty,
-                account_id: None,
+                account_id: input.account_id.map(str::to_string),
                 workspace_path: request.workspace.display().to_string(),
                 before_tree: Some(input.before_tree.to_string()),
                 after_tree: Some(input.after_tree.to_string()),

@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod authz;
 mod config;
 mod dashboard;
 mod http_shapes;

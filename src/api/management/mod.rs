@@ -1,5 +1,6 @@
 //! Handlers of `/management/v1/*`: one file per resource.
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod overview;

@@ -1,0 +1,211 @@
+//! `codara account add|list|remove|primary|refresh` and `codara vault rotate-key`: the pool and
+//! the vault from the command line, on the data dir directly.
+
+use crate::audit::Actor;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::vault::Vault;
+use std::path::PathBuf;
+
+const HELP: &str = "\
+Usage:
+  codara account add --id ID --provider codex --auth-type OAUTH_SESSION|API_KEY --label LABEL --credential-file FILE
+  codara account list
+  codara account remove ID
+  codara account primary ID
+  codara account refresh [ID]
+(each accepts --config FILE)
+
+The credential (a codex auth.json, or a file holding an API key) is validated, sealed in the
+vault and never printed. Works beside a running server.
+";
+
+const VAULT_HELP: &str = "\
+Usage: codara vault rotate-key [--config FILE]
+
+Generates a new master key and re-encrypts every sealed credential with it in one transaction.
+Stop the server first. With UAG_MASTER_KEY set, prints the new key to put there instead of
+rewriting master.key.
+";
+
+fn open(overrides: &crate::config::Overrides) -> Result<(Config, Store, Vault)> {
+    let config = Config::load(overrides)?;
+    crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
+    let store = Store::open(&config.storage.database_path())?;
+    let vault = Vault::load(
+        config.secrets.master_key.as_deref(),
+        &config.storage.data_dir,
+    )?;
+    vault.check_against(&store)?;
+    Ok((config, store, vault))
+}
+
+/// Dispatches `codara account ...`.
+pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
+    let sub = args
+        .subcommand()
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    if super::wants_help(&mut args, HELP) {
+        return Ok(0);
+    }
+    let Some(sub) = sub else {
+        print!("{HELP}");
+        return Ok(2);
+    };
+    let overrides = super::config_flag(&mut args)?;
+    let value = |args: &mut pico_args::Arguments, name: &'static str| -> Result<Option<String>> {
+        args.opt_value_from_str(name)
+            .map_err(|e| Error::bad_request(format!("{name}: {e}")))
+    };
+    match sub.as_str() {
+        "add" => {
+            let id = value(&mut args, "--id")?
+                .ok_or_else(|| Error::bad_param("id", "--id is required"))?;
+            let provider = value(&mut args, "--provider")?.unwrap_or_else(|| "codex".into());
+            let auth_type = value(&mut args, "--auth-type")?
+                .ok_or_else(|| Error::bad_param("auth_type", "--auth-type is required"))?;
+            let label = value(&mut args, "--label")?;
+            let file: PathBuf = value(&mut args, "--credential-file")?
+                .ok_or_else(|| {
+                    Error::bad_param("credential_file", "--credential-file is required")
+                })?
+                .into();
+            super::finish(args)?;
+            let credential = std::fs::read_to_string(&file).map_err(|e| {
+                Error::bad_param("credential_file", format!("{}: {e}", file.display()))
+            })?;
+            let (_, store, vault) = open(&overrides)?;
+            let input = crate::accounts::NewAccount {
+                id,
+                provider,
+                auth_type,
+                label,
+                credential,
+            };
+            let account = crate::accounts::add(&store, &vault, input, &Actor::Cli, None)?;
+            println!(
+                "Added account {} ({}), {}{}",
+                account.id,
+                account.label,
+                account.auth_type,
+                if account.cli_primary {
+                    ", CLI-primary"
+                } else {
+                    ""
+                }
+            );
+            Ok(0)
+        }
+        "list" => {
+            super::finish(args)?;
+            let (_, store, _) = open(&overrides)?;
+            let now = crate::clock::now_ms();
+            let rows = store.read(|conn| crate::store::accounts::list(conn, None))?;
+            if rows.is_empty() {
+                println!("No accounts in the pool.");
+            }
+            for account in rows {
+                let view = crate::accounts::account_json(&account, now);
+                println!(
+                    "{:<20} {:<8} {:<14} {:<12} {}{}",
+                    account.id,
+                    account.provider,
+                    account.auth_type,
+                    view["status"].as_str().unwrap_or(""),
+                    account.label,
+                    if account.cli_primary {
+                        "  [primary]"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(0)
+        }
+        "remove" | "primary" => {
+            let id: String = args
+                .free_from_str()
+                .map_err(|_| Error::bad_param("id", "ID is required"))?;
+            super::finish(args)?;
+            let (config, store, _) = open(&overrides)?;
+            if sub == "remove" {
+                crate::accounts::remove(&store, &config.storage.data_dir, &id, &Actor::Cli, None)?;
+                println!("Removed account {id}");
+            } else {
+                crate::accounts::set_primary(&store, &id, &Actor::Cli, None)?;
+                println!("Account {id} is now CLI-primary");
+            }
+            Ok(0)
+        }
+        "refresh" => {
+            let id: Option<String> = args
+                .opt_free_from_str()
+                .map_err(|e| Error::bad_request(e.to_string()))?;
+            super::finish(args)?;
+            let (config, store, vault) = open(&overrides)?;
+            let reports =
+                crate::accounts::refresh_all(&store, &vault, &config.accounts, id.as_deref())?;
+            let mut failed = false;
+            for report in reports {
+                match report.error {
+                    None => println!("{}: refreshed", report.id),
+                    Some(error) => {
+                        failed = true;
+                        println!("{}: {error}", report.id)
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        other => Err(Error::bad_request(format!(
+            "unknown account command `{other}`; see `codara account --help`"
+        ))),
+    }
+}
+
+/// Dispatches `codara vault ...`.
+pub fn run_vault(mut args: pico_args::Arguments) -> Result<i32> {
+    let sub = args
+        .subcommand()
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    if super::wants_help(&mut args, VAULT_HELP) {
+        return Ok(0);
+    }
+    if sub.as_deref() != Some("rotate-key") {
+        print!("{VAULT_HELP}");
+        return Ok(2);
+    }
+    let overrides = super::config_flag(&mut args)?;
+    super::finish(args)?;
+    let config = Config::load(&overrides)?;
+    let data_dir = config.storage.data_dir.clone();
+    // The server keeps the key in memory: rotating under it would strand its credentials.
+    let _lock = crate::datadir::InstanceLock::acquire(&data_dir)?;
+    let store = Store::open(&config.storage.database_path())?;
+    let old = Vault::load(config.secrets.master_key.as_deref(), &data_dir)?;
+    old.check_against(&store)?;
+    let key = crate::crypto::random_bytes(32).map_err(|e| Error::io("getrandom", e))?;
+    let new = Vault::from_key(&key, crate::vault::KeySource::Environment);
+    let hex = crate::crypto::hex(&key);
+    let from_env = config.secrets.master_key.is_some();
+    let staged = data_dir.join("master.key.new");
+    if !from_env {
+        crate::vault::write_key_file(&staged, &hex)?;
+    }
+    let count = crate::accounts::reseal_all(&store, &old, &new)?;
+    if from_env {
+        println!(
+            "Re-encrypted {count} credential(s). Set UAG_MASTER_KEY={hex} before the next start."
+        );
+    } else {
+        let path = data_dir.join("master.key");
+        std::fs::rename(&staged, &path).map_err(|e| Error::io(&path, e))?;
+        println!(
+            "Re-encrypted {count} credential(s) with a new master key ({}), written to {}",
+            new.key_id(),
+            path.display()
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,25 @@
+-- Provider accounts of the pool (Codex). The credential is sealed by the vault; never plaintext.
+CREATE TABLE accounts (
+    id                       TEXT PRIMARY KEY,
+    provider                 TEXT NOT NULL,
+    auth_type                TEXT NOT NULL,
+    label                    TEXT NOT NULL,
+    enabled                  INTEGER NOT NULL DEFAULT 1,
+    cli_primary              INTEGER NOT NULL DEFAULT 0,
+    status                   TEXT NOT NULL DEFAULT 'ready',
+    sealed_credential        BLOB NOT NULL,
+    access_token_expires_at  INTEGER,
+    plan                     TEXT,
+    chatgpt_account_id       TEXT,
+    cooldown_until           INTEGER,
+    consecutive_failures     INTEGER NOT NULL DEFAULT 0,
+    last_error               TEXT,
+    last_used_at             INTEGER,
+    five_hour_used_percent   REAL,
+    five_hour_resets_at      INTEGER,
+    weekly_used_percent      REAL,
+    weekly_resets_at         INTEGER,
+    usage_checked_at         INTEGER,
+    created_at               INTEGER NOT NULL,
+    updated_at               INTEGER NOT NULL
+);
