@@ -344,26 +344,44 @@ pub fn set_suspended(
     })
 }
 
-/// Deletes a user: status `deleted`, every key revoked, every session ended. Files are kept.
+/// Deletes a user in one transaction: status `deleted`, every key revoked, every session ended.
+/// Files are kept.
 pub fn delete(
     store: &store::Store,
     id: &str,
     actor: &Actor,
     request_id: Option<&str>,
 ) -> Result<User> {
-    let user = change(store, id, "user.deleted", actor, request_id, |user| {
-        if user.status == "deleted" {
+    store.write(|tx| {
+        let before =
+            store::users::get(tx, id)?.ok_or_else(|| Error::NotFound(format!("no user {id}")))?;
+        if before.status == "deleted" {
             return Err(Error::Conflict("this user is already deleted".into()));
         }
+        let now = clock::now_ms();
+        let mut user = before.clone();
         user.status = "deleted".to_string();
-        Ok(())
-    })?;
-    store.write(|tx| {
-        store::api_keys::revoke_all(tx, id, clock::now_ms())?;
-        store::sessions::delete_for_user(tx, id)?;
-        Ok(())
-    })?;
-    Ok(user)
+        user.updated_at = now;
+        store::users::update(tx, &user)?;
+        let keys_revoked = store::api_keys::revoke_all(tx, id, now)?;
+        let sessions_ended = store::sessions::delete_for_user(tx, id)?;
+        let mut after = user_json(&user);
+        after["keys_revoked"] = json!(keys_revoked);
+        after["sessions_ended"] = json!(sessions_ended);
+        audit::record(
+            tx,
+            audit::Record {
+                actor,
+                action: "user.deleted",
+                target_type: "user",
+                target_id: id,
+                before: Some(user_json(&before)),
+                after: Some(after),
+                request_id,
+            },
+        )?;
+        Ok(user)
+    })
 }
 
 /// Issues an additional key for a user.
@@ -443,6 +461,11 @@ pub fn rotate_key(
         }
         let old = store::api_keys::get(tx, user_id, key_id)?
             .ok_or_else(|| Error::NotFound(format!("no key {key_id}")))?;
+        if old.status != "active" {
+            return Err(Error::Conflict(format!(
+                "key {key_id} is revoked; create a new key instead"
+            )));
+        }
         let now = clock::now_ms();
         store::api_keys::revoke(tx, key_id, now)?;
         let expires = old.expires_at.filter(|at| *at > now);
@@ -480,16 +503,18 @@ pub fn authenticate(store: &store::Store, raw: &str) -> Result<(User, ApiKey)> {
     let Some((user, key)) = found else {
         return Err(Error::Unauthorized("invalid API key".into()));
     };
+    // The user's status comes first: deleting a user revokes its keys, and the caller should
+    // still learn that the user is gone (403), not merely that the key is revoked.
+    match user.status.as_str() {
+        "suspended" => return Err(Error::Forbidden("this user is suspended".into())),
+        "deleted" => return Err(Error::Forbidden("this user was deleted".into())),
+        _ => {}
+    }
     if key.status != "active" {
         return Err(Error::Unauthorized("this API key was revoked".into()));
     }
     if key.expires_at.is_some_and(|at| at <= now) {
         return Err(Error::Unauthorized("this API key has expired".into()));
-    }
-    match user.status.as_str() {
-        "suspended" => return Err(Error::Forbidden("this user is suspended".into())),
-        "deleted" => return Err(Error::Forbidden("this user was deleted".into())),
-        _ => {}
     }
     // Recording every use would make each request a write; a minute of precision is enough.
     if key.last_used_at.is_none_or(|at| now - at > 60_000) {

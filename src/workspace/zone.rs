@@ -35,6 +35,18 @@ pub fn validate_id(param: &str, id: &str) -> Result<()> {
 pub fn owned_workspace(root: &Path, owner: &str, id: &str) -> Result<PathBuf> {
     validate_id("workspace_id", id)?;
     let dir = root.join(owner).join(id);
+    // Confine the deepest existing ancestor before creating anything: a symlink inside the
+    // owner's tree must not make us create directories outside the root.
+    let mut existing = dir.as_path();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => break,
+        }
+    }
+    if existing.exists() && existing != root && existing.starts_with(root) {
+        confine(root, existing, "workspace_id")?;
+    }
     crate::datadir::ensure_private_dir(&dir)?;
     confine(root, &dir, "workspace_id")
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod accounts;
 mod auth;
 mod authz;
 mod config;
@@ -12,5 +13,6 @@ mod mock_clis;
 mod smoke;
 mod storage;
 mod turns;
+mod users;
 mod vault;
 mod workspaces;

@@ -19,11 +19,15 @@
 //! results `MOCK_DONE after k tool call(s)` (or `final`). Gemini's JSON-schema side calls get an
 //! object built from the schema and opencode's title call gets "Mock title".
 //!
-//! Control endpoints: `GET /__mock/requests`, `POST /__mock/reset`, `GET /__mock/health`.
+//! Control endpoints: `GET /__mock/requests`, `POST /__mock/reset`, `GET /__mock/health`, and
+//! `POST /__mock/reject` `{"bearer":"KEY","status":429,"message":"text"}`: from then on every
+//! request whose `Authorization: Bearer` is `KEY` is answered with that status and an OpenAI error
+//! body carrying `message`; other fields of the control (`type`, `resets_in_seconds`, …) go into
+//! the error object as given. Status 0 or null lifts the rejection; see [`MockModel::reject`].
 
 use super::TempDir;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -113,6 +117,8 @@ struct State {
     requests: Mutex<Vec<RecordedRequest>>,
     shutdown: AtomicBool,
     ids: AtomicU64,
+    /// Bearer token → (status, OpenAI error object) to answer model requests with.
+    rejections: Mutex<HashMap<String, (u16, Value)>>,
 }
 
 impl State {
@@ -153,6 +159,7 @@ impl MockModel {
             requests: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             ids: AtomicU64::new(1),
+            rejections: Mutex::new(HashMap::new()),
         });
         {
             let server = Arc::clone(&server);
@@ -193,6 +200,26 @@ impl MockModel {
         let mut requests = self.requests();
         requests.retain(|r| r.path.contains(fragment));
         requests
+    }
+
+    /// Answers every later model request whose bearer token is `bearer` with `status` and an
+    /// OpenAI error body carrying `message`, through `POST /__mock/reject`; status 0 lifts it.
+    pub fn reject(&self, bearer: &str, status: u16, message: &str) {
+        self.reject_with(json!({"bearer": bearer, "status": status, "message": message}));
+    }
+
+    /// Sends this `/__mock/reject` control as is (to set the error's `type` or extra fields).
+    pub fn reject_with(&self, control: Value) {
+        let addr = self.base_url.trim_start_matches("http://").parse().unwrap();
+        let body = control.to_string();
+        let response = super::http(
+            addr,
+            "POST",
+            "/__mock/reject",
+            &[("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
     }
 
     /// Forgets the recorded requests.
@@ -370,6 +397,23 @@ fn handle(mut request: tiny_http::Request, state: Arc<State>) {
             state.requests.lock().unwrap().clear();
             return respond_json(request, 200, &json!({"status": "reset"}));
         }
+        ("POST", "/__mock/reject") => {
+            let control: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+            let Some(bearer) = control["bearer"].as_str() else {
+                return respond_json(request, 400, &json!({"error": "`bearer` is required"}));
+            };
+            let status = control["status"].as_u64().unwrap_or(0) as u16;
+            let mut rejections = state.rejections.lock().unwrap();
+            if status == 0 {
+                rejections.remove(bearer);
+            } else {
+                rejections.insert(
+                    bearer.to_string(),
+                    (status, rejection_error(status, &control)),
+                );
+            }
+            return respond_json(request, 200, &json!({"status": "ok"}));
+        }
         _ => {}
     }
 
@@ -395,6 +439,17 @@ fn handle(mut request: tiny_http::Request, state: Arc<State>) {
         body: body.clone(),
         at: Instant::now(),
     });
+
+    let bearer = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .and_then(|h| h.value.as_str().strip_prefix("Bearer "))
+        .map(|token| token.trim().to_string());
+    let rejection = bearer.and_then(|token| state.rejections.lock().unwrap().get(&token).cloned());
+    if let Some((status, error)) = rejection {
+        return respond_json(request, status, &json!({ "error": error }));
+    }
 
     let protocol = if method == "POST" && path.ends_with("/responses") {
         Protocol::Responses
@@ -443,6 +498,28 @@ fn handle(mut request: tiny_http::Request, state: Arc<State>) {
         input_tokens: (raw.len() / 4) as u64,
     };
     ctx.send(request, plan);
+}
+
+/// The OpenAI error object of a `/__mock/reject` control: `message`, a `type` and `code` fitting
+/// the status unless given, and every other field of the control (say `resets_in_seconds`) as is.
+fn rejection_error(status: u16, control: &Value) -> Value {
+    let (kind, code) = match status {
+        401 => ("invalid_request_error", "invalid_api_key"),
+        429 => ("requests", "rate_limit_exceeded"),
+        _ => ("mock_error", "mock_rejected"),
+    };
+    let mut error = json!({
+        "message": control["message"].as_str().unwrap_or("rejected by the mock"),
+        "type": kind,
+        "param": null,
+        "code": code,
+    });
+    for (key, value) in control.as_object().into_iter().flatten() {
+        if !["bearer", "status", "message"].contains(&key.as_str()) {
+            error[key] = value.clone();
+        }
+    }
+    error
 }
 
 fn models_list(path: &str) -> Value {

@@ -6,6 +6,7 @@
 // under test with a controlled environment needs exactly those calls.
 #![allow(clippy::disallowed_methods)]
 
+pub mod fake_chatgpt;
 pub mod fake_github;
 pub mod mock_model;
 
