@@ -198,8 +198,18 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
                         next.id
                     );
                     result = execute(app, request, &binary, &attempt, Some(&next), sink)?;
-                    if !result.failed() {
+                    if result.failed() {
+                        let message =
+                            format!("{}\n{}", result.error_message(), result.outcome.stderr_tail);
+                        crate::accounts::record_failure(&app.store, &next.id, &message)?;
+                    } else {
                         crate::accounts::record_success(&app.store, &next.id)?;
+                        let home = crate::accounts::home(
+                            &app.config.storage.data_dir,
+                            request.provider,
+                            &next.id,
+                        );
+                        crate::accounts::sync_back(&app.store, &app.vault, &next, &home)?;
                     }
                     account = Some(next);
                 }

@@ -194,6 +194,7 @@ pub fn turn_json(turn: &store::turns::Turn) -> Value {
         "status": turn.status,
         "error": turn.error,
         "dirty": turn.dirty,
+        "account_id": turn.account_id,
         "created_at": crate::clock::rfc3339(turn.created_at),
     })
 }
