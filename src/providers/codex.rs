@@ -206,6 +206,7 @@ pub fn exit_error(code: Option<i32>) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{strings, text, usage};
     use std::path::PathBuf;
 
     fn check(input: &str, expected: &[TurnEvent]) {
@@ -215,18 +216,6 @@ mod tests {
 
     fn session() -> TurnEvent {
         TurnEvent::SessionId("01a20d58-d578-72b2-81a3-53e737a22f78".into())
-    }
-
-    fn usage(prompt: u64, completion: u64, cached: u64) -> TurnEvent {
-        TurnEvent::Usage(Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            cached_tokens: cached,
-        })
-    }
-
-    fn text(t: &str) -> TurnEvent {
-        TurnEvent::Text(t.into())
     }
 
     #[test]
@@ -411,10 +400,6 @@ mod tests {
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
         }
-    }
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]

@@ -179,6 +179,7 @@ pub fn exit_error(code: Option<i32>) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::config::Sandbox;
+    use crate::providers::testing::{strings, text, usage};
     use std::path::PathBuf;
 
     fn check(input: &str, expected: &[TurnEvent]) {
@@ -188,18 +189,6 @@ mod tests {
 
     fn session() -> TurnEvent {
         TurnEvent::SessionId("8d828a71-1f2d-48ed-aafd-a6b4a4be7283".into())
-    }
-
-    fn usage(prompt: u64, completion: u64, cached: u64) -> TurnEvent {
-        TurnEvent::Usage(Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            cached_tokens: cached,
-        })
-    }
-
-    fn text(t: &str) -> TurnEvent {
-        TurnEvent::Text(t.into())
     }
 
     fn done_after_one_tool() -> [TurnEvent; 3] {
@@ -352,10 +341,6 @@ mod tests {
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
         }
-    }
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub mod gemini;
 pub mod opencode;
 pub mod runner;
 
+#[cfg(test)]
+mod testing;
+
 use crate::error::Result;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

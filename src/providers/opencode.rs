@@ -217,6 +217,7 @@ pub fn exit_error(code: Option<i32>) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::config::Sandbox;
+    use crate::providers::testing::{strings, text, usage};
     use std::path::PathBuf;
 
     fn check(input: &str, expected: &[TurnEvent]) {
@@ -226,18 +227,6 @@ mod tests {
 
     fn session() -> TurnEvent {
         TurnEvent::SessionId("ses_df2a7115affes53mLDcuFZ66hD".into())
-    }
-
-    fn usage(prompt: u64, completion: u64, cached: u64) -> TurnEvent {
-        TurnEvent::Usage(Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            cached_tokens: cached,
-        })
-    }
-
-    fn text(t: &str) -> TurnEvent {
-        TurnEvent::Text(t.into())
     }
 
     #[test]
@@ -412,10 +401,6 @@ mod tests {
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
         }
-    }
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]

@@ -30,19 +30,7 @@ pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
                 }),
         }
     };
-    let before_cursor = match param("cursor") {
-        None => None,
-        Some(text) => {
-            let (at, id) = text
-                .split_once(':')
-                .ok_or_else(|| Error::bad_param("cursor", "invalid cursor"))?;
-            Some((
-                at.parse()
-                    .map_err(|_| Error::bad_param("cursor", "invalid cursor"))?,
-                id.to_string(),
-            ))
-        }
-    };
+    let before_cursor = super::users::cursor_param(request)?;
     let filter = store::audit::Filter {
         text: param("q").or_else(|| param("search")),
         actor: param("actor"),

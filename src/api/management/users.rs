@@ -104,19 +104,7 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 /// `GET /management/v1/users?limit=&cursor=`.
 pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let limit = limit_param(request)?;
-    let cursor = match request.query_param("cursor") {
-        None | Some("") => None,
-        Some(text) => {
-            let (at, id) = text
-                .split_once(':')
-                .ok_or_else(|| Error::bad_param("cursor", "invalid cursor"))?;
-            Some((
-                at.parse()
-                    .map_err(|_| Error::bad_param("cursor", "invalid cursor"))?,
-                id.to_string(),
-            ))
-        }
-    };
+    let cursor = cursor_param(request)?;
     let rows = app
         .store
         .read(|conn| store::users::list(conn, limit + 1, cursor))?;
@@ -130,6 +118,16 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
         json!({"ok": true, "data": data, "meta": {"request_id": request.request_id}});
     response["meta"]["page"] = json!({"next_cursor": next, "has_more": has_more, "limit": limit});
     Ok(Response::json(200, &response))
+}
+
+/// The `cursor` query parameter, `<epoch ms>:<id>` as the previous page's `next_cursor`.
+pub fn cursor_param(request: &Request) -> Result<Option<(i64, String)>> {
+    let Some(text) = request.query_param("cursor").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || Error::bad_param("cursor", "invalid cursor; pass meta.page.next_cursor back");
+    let (at, id) = text.split_once(':').ok_or_else(invalid)?;
+    Ok(Some((at.parse().map_err(|_| invalid())?, id.to_string())))
 }
 
 /// `limit` between 1 and 200 (default 50).
