@@ -188,9 +188,14 @@ impl Error {
         }
     }
 
+    /// Whether this is a fault inside Codara (a 500): logged in full, never shown to clients.
+    pub fn is_internal(&self) -> bool {
+        self.status() >= 500 && !matches!(self.status(), 501..=504)
+    }
+
     /// The message sent to clients: internal details (paths, SQL) stay in the log.
     pub fn public_message(&self) -> String {
-        if self.status() >= 500 && !matches!(self.status(), 501..=504) {
+        if self.is_internal() {
             "internal error; the server log has the details under this request id".to_string()
         } else {
             self.to_string()

@@ -7,4 +7,5 @@ pub mod auth;
 pub mod health;
 pub mod management;
 pub mod openai;
+pub mod params;
 pub mod user;

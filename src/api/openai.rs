@@ -106,14 +106,14 @@ pub fn chat_completions(
         ));
     }
     let provider = resolve_provider(app, body.provider.as_deref(), body.model.as_deref())?;
-    let provider_config = app
+    let default_model = app
         .config
         .providers
         .iter()
         .into_iter()
         .find(|(n, _)| *n == provider)
-        .map(|(_, c)| c.clone());
-    let default_model = provider_config.map(|c| c.default_model).unwrap_or_default();
+        .map(|(_, c)| c.default_model.clone())
+        .unwrap_or_default();
     let model = match body.model.as_deref() {
         None | Some("") => default_model,
         Some(alias) if alias.starts_with("uag-") => default_model,

@@ -2,7 +2,8 @@
 //! workspace reset. A user only ever reaches their own records; anything else is a 404.
 
 use crate::api::auth::Principal;
-use crate::api::management::users::{issued_json, parse_time, segment, usage_json};
+use crate::api::management::users::{issued_json, usage_json};
+use crate::api::params::{segment, time as parse_time};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};

@@ -129,7 +129,7 @@ fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
         match result {
             Ok(response) => response,
             Err(error) => {
-                if error.status() >= 500 && !matches!(error.status(), 501..=504) {
+                if error.is_internal() {
                     log::error!("{} {}: {error}", request.method, request.path);
                 }
                 Response::error(&error, plane, &request_id)

@@ -3,7 +3,7 @@
 
 use crate::accounts;
 use crate::api::auth::Principal;
-use crate::api::management::users::segment;
+use crate::api::params::segment;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};

@@ -1,6 +1,7 @@
 //! `GET /management/v1/audit`: text search, actor/action/target filters, time range, cursor pages.
 
 use crate::api::auth::Principal;
+use crate::api::params;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 /// Searches the audit log, newest first.
 pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let limit = super::users::limit_param(request)?;
+    let limit = params::limit(request, 200)?;
     let param = |name: &str| {
         request
             .query_param(name)
@@ -30,7 +31,7 @@ pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
                 }),
         }
     };
-    let before_cursor = super::users::cursor_param(request)?;
+    let before_cursor = params::cursor(request)?;
     let filter = store::audit::Filter {
         text: param("q").or_else(|| param("search")),
         actor: param("actor"),

@@ -1,6 +1,7 @@
 //! `/management/v1/sessions`: list, detail with turns, a turn's diff, and reverting a turn.
 
 use crate::api::auth::Principal;
+use crate::api::params::{self, segment};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -11,14 +12,7 @@ use std::sync::Arc;
 
 /// `GET /management/v1/sessions?user_id=&limit=`.
 pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let limit = match request.query_param("limit") {
-        None => 50,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| Error::bad_param("limit", "`limit` must be 1-500"))?,
-    };
+    let limit = params::limit(request, 500)?;
     let user = request.query_param("user_id");
     let sessions = app
         .store
@@ -31,9 +25,9 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let id = segment(request, 3)?;
     let (session, turns) = app.store.read(|conn| {
-        let session = store::sessions::get(conn, id)?
+        let session = store::sessions::get(conn, &id)?
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        let turns = store::turns::list_for_session(conn, id)?;
+        let turns = store::turns::list_for_session(conn, &id)?;
         Ok((session, turns))
     })?;
     let mut data = session_json(&session);
@@ -116,15 +110,6 @@ pub fn turn_revert(app: &Arc<App>, request: &Request, _principal: &Principal) ->
     ))
 }
 
-fn segment(request: &Request, index: usize) -> Result<&str> {
-    request
-        .path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .nth(index)
-        .ok_or_else(|| Error::NotFound("no such session".to_string()))
-}
-
 fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
     let id = segment(request, 3)?;
     let index_text = segment(request, 5)?;
@@ -132,7 +117,7 @@ fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
         Error::bad_param("turn", format!("turn must be a number, got `{index_text}`"))
     })?;
     app.store
-        .read(|conn| store::turns::get(conn, id, index))?
+        .read(|conn| store::turns::get(conn, &id, index))?
         .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
 }
 

@@ -2,6 +2,7 @@
 //! unsuspend, delete, and key create/revoke/rotate.
 
 use crate::api::auth::Principal;
+use crate::api::params;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -44,29 +45,6 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
     Option::<i64>::deserialize(d).map(Some)
 }
 
-/// Parses an optional RFC 3339 time field into epoch ms.
-pub fn parse_time(param: &str, value: Option<&str>) -> Result<Option<i64>> {
-    value
-        .map(|text| {
-            crate::clock::parse_rfc3339(text).ok_or_else(|| {
-                Error::bad_param(
-                    param,
-                    format!("`{param}` must be an RFC 3339 time, got `{text}`"),
-                )
-            })
-        })
-        .transpose()
-}
-
-/// The path segment at `index` (0-based over non-empty segments).
-pub fn segment(request: &Request, index: usize) -> Result<String> {
-    request
-        .segments()
-        .get(index)
-        .map(|s| s.to_string())
-        .ok_or_else(|| Error::NotFound("no such resource".to_string()))
-}
-
 /// `key` plus the raw key, shown once.
 pub fn issued_json(issued: &users::IssuedKey) -> Value {
     let mut value = users::key_json(&issued.key);
@@ -87,7 +65,7 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
         max_concurrency: body.max_concurrency,
         daily_token_budget: body.daily_token_budget,
         key_label: body.key_label,
-        key_expires_at: parse_time("key_expires_at", body.key_expires_at.as_deref())?,
+        key_expires_at: params::time("key_expires_at", body.key_expires_at.as_deref())?,
     };
     let (user, issued) = users::create(
         &app.store,
@@ -103,8 +81,8 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `GET /management/v1/users?limit=&cursor=`.
 pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let limit = limit_param(request)?;
-    let cursor = cursor_param(request)?;
+    let limit = params::limit(request, 200)?;
+    let cursor = params::cursor(request)?;
     let rows = app
         .store
         .read(|conn| store::users::list(conn, limit + 1, cursor))?;
@@ -120,31 +98,9 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     Ok(Response::json(200, &response))
 }
 
-/// The `cursor` query parameter, `<epoch ms>:<id>` as the previous page's `next_cursor`.
-pub fn cursor_param(request: &Request) -> Result<Option<(i64, String)>> {
-    let Some(text) = request.query_param("cursor").filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let invalid = || Error::bad_param("cursor", "invalid cursor; pass meta.page.next_cursor back");
-    let (at, id) = text.split_once(':').ok_or_else(invalid)?;
-    Ok(Some((at.parse().map_err(|_| invalid())?, id.to_string())))
-}
-
-/// `limit` between 1 and 200 (default 50).
-pub fn limit_param(request: &Request) -> Result<i64> {
-    match request.query_param("limit") {
-        None | Some("") => Ok(50),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| Error::bad_param("limit", "`limit` must be 1-200")),
-    }
-}
-
 /// `GET /management/v1/users/{id}`: the user with keys, sessions, usage and recent audit.
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = params::segment(request, 3)?;
     let user = users::get(&app.store, &id)?;
     let (keys, sessions, usage, activity) = app.store.read(|conn| {
         let keys = store::api_keys::list_for_user(conn, &id)?;
@@ -191,7 +147,7 @@ pub fn usage_json(rows: &[store::usage::UsageRow]) -> Value {
 
 /// `PATCH /management/v1/users/{id}`.
 pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = params::segment(request, 3)?;
     let body: UpdateUser = request.json()?;
     let patch = users::Patch {
         display_name: body.display_name,
@@ -213,28 +169,27 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `POST /management/v1/users/{id}/suspend`.
 pub fn suspend(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
-    let user = users::set_suspended(
-        &app.store,
-        &id,
-        true,
-        &principal.actor(),
-        Some(&request.request_id),
-    )?;
-    Ok(Response::envelope(
-        &request.request_id,
-        users::user_json(&user),
-    ))
+    set_suspended(app, request, principal, true)
 }
 
 /// `POST /management/v1/users/{id}/unsuspend`.
 pub fn unsuspend(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    set_suspended(app, request, principal, false)
+}
+
+fn set_suspended(
+    app: &Arc<App>,
+    request: &Request,
+    principal: &Principal,
+    suspended: bool,
+) -> Result<Response> {
+    let id = params::segment(request, 3)?;
+    let actor = principal.actor();
     let user = users::set_suspended(
         &app.store,
         &id,
-        false,
-        &principal.actor(),
+        suspended,
+        &actor,
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
@@ -245,7 +200,7 @@ pub fn unsuspend(app: &Arc<App>, request: &Request, principal: &Principal) -> Re
 
 /// `DELETE /management/v1/users/{id}`.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = params::segment(request, 3)?;
     let user = users::delete(
         &app.store,
         &id,
@@ -260,7 +215,7 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `GET /management/v1/users/{id}/keys`.
 pub fn keys(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = params::segment(request, 3)?;
     users::get(&app.store, &id)?;
     let keys = app
         .store
@@ -273,9 +228,9 @@ pub fn keys(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 
 /// `POST /management/v1/users/{id}/keys`: an additional key, shown once.
 pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = params::segment(request, 3)?;
     let body: CreateKey = request.json_opt()?.unwrap_or_default();
-    let expires = parse_time("expires_at", body.expires_at.as_deref())?;
+    let expires = params::time("expires_at", body.expires_at.as_deref())?;
     let issued = users::create_key(
         &app.store,
         &id,
@@ -289,7 +244,7 @@ pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
 
 /// `DELETE /management/v1/users/{id}/keys/{key_id}`.
 pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let (id, key_id) = (segment(request, 3)?, segment(request, 5)?);
+    let (id, key_id) = (params::segment(request, 3)?, params::segment(request, 5)?);
     let key = users::revoke_key(
         &app.store,
         &id,
@@ -305,7 +260,7 @@ pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
 
 /// `POST /management/v1/users/{id}/keys/{key_id}/rotate`: revoke and reissue, shown once.
 pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let (id, key_id) = (segment(request, 3)?, segment(request, 5)?);
+    let (id, key_id) = (params::segment(request, 3)?, params::segment(request, 5)?);
     let issued = users::rotate_key(
         &app.store,
         &id,
