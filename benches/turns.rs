@@ -6,6 +6,9 @@
 //! `POST /v1/chat/completions` on the release binary (stateless turn, so both start a fresh CLI
 //! session); 9 runs each, interleaved; overhead = median(b) − median(a). It includes Codara's
 //! HTTP handling, two git snapshots of the workspace, the diff and the SQLite writes.
+//! Confinement: the same gateway turn on a second server with `[sandbox].mode = "off"`,
+//! interleaved with the others; the difference of the medians is what Landlock costs a turn
+//! (building the ruleset in the parent, the restriction in the child).
 //! Growth: a client that resends its whole history each turn, 10 turns on one session; for each
 //! turn the bytes of the model requests codex sent, and how often the first prompt occurs in the
 //! last request (1 = the CLI session holds each message once).
@@ -15,7 +18,8 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use codara::providers::{codex, runner, RunSpec};
+use codara::process;
+use codara::providers::{codex, RunSpec};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::mock_model::{clis_bin, MockModel, CODEX_MODEL};
@@ -49,7 +53,7 @@ fn direct_turn(mock: &MockModel, dir: &std::path::Path, n: usize) -> Duration {
     let command = codex::command(&spec);
     let started = Instant::now();
     let outcome =
-        runner::run(&command, runner::Limits::default(), &mut |_| {}).expect("codex runs");
+        process::run(&command, process::Limits::default(), &mut |_| {}).expect("codex runs");
     assert_eq!(
         outcome.exit_code,
         Some(0),
@@ -68,25 +72,35 @@ fn main() {
         .toml(&mock.codara_toml(&clis_bin()))
         .start();
     let token = server.login();
+    let unconfined = support::server()
+        .toml(&format!(
+            "{}\n[sandbox]\nmode = \"off\"\n",
+            mock.codara_toml(&clis_bin())
+        ))
+        .start();
+    let unconfined_token = unconfined.login();
     let dir = support::TempDir::new("bench-turns");
 
     // Warm both paths once (first codex start installs skills into its home).
     direct_turn(&mock, dir.path(), 0);
-    let turn = |n: usize| {
+    let turn_on = |server: &support::Server, token: &str, n: usize| {
         let body = json!({"model": "uag-codex", "messages": [{"role": "user", "content": format!("bench prompt {n}")}]});
         let started = Instant::now();
-        let response = server.post_json("/v1/chat/completions", Some(&token), &body.to_string());
+        let response = server.post_json("/v1/chat/completions", Some(token), &body.to_string());
         assert_eq!(response.status, 200, "{}", response.text());
         started.elapsed()
     };
-    turn(0);
+    turn_on(&server, &token, 0);
+    turn_on(&unconfined, &unconfined_token, 0);
     let mut direct = Vec::new();
     let mut gateway = Vec::new();
+    let mut open = Vec::new();
     for n in 1..=9 {
         direct.push(direct_turn(&mock, dir.path(), n));
-        gateway.push(turn(n));
+        gateway.push(turn_on(&server, &token, n));
+        open.push(turn_on(&unconfined, &unconfined_token, n));
     }
-    let (direct, gateway) = (median(direct), median(gateway));
+    let (direct, gateway, open) = (median(direct), median(gateway), median(open));
 
     // Ten turns of one conversation, resending the whole history each time.
     mock.reset();
@@ -144,6 +158,16 @@ fn main() {
         ms(overhead),
         "851 ms",
         "<= 2 ms"
+    );
+    println!(
+        "{:<52} {:>7.1} ms",
+        "  the same turn, sandbox off (median of 9)",
+        ms(open)
+    );
+    println!(
+        "{:<52} {:>7.1} ms",
+        "  Landlock confinement per turn (confined - off)",
+        ms(gateway) - ms(open)
     );
     println!(
         "  model request bytes per turn, 10-turn conversation (full history resent by the client):"

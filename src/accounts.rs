@@ -14,8 +14,7 @@ use crate::pool::{self, select::AccountSnapshot};
 use crate::store::{self, accounts::Account};
 use crate::vault::Vault;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Input of [`add`].
@@ -255,16 +254,22 @@ pub fn remove(
             },
         )
     })?;
-    let home = home(data_dir, &account.provider, id);
-    if home.exists() {
-        std::fs::remove_dir_all(&home).map_err(|e| Error::io(&home, e))?;
+    // Every user's home under this account: their transcripts go with the account.
+    let homes = data_dir.join("homes").join(&account.provider).join(id);
+    if homes.exists() {
+        std::fs::remove_dir_all(&homes).map_err(|e| Error::io(&homes, e))?;
     }
     Ok(())
 }
 
-/// `<data_dir>/homes/<provider>/<account_id>`.
-pub fn home(data_dir: &Path, provider: &str, id: &str) -> PathBuf {
-    data_dir.join("homes").join(provider).join(id)
+/// `<data_dir>/homes/<provider>/<account_id or "default">/<user_id>`: the CLI home of one user
+/// on one account.
+pub fn home(data_dir: &Path, provider: &str, account: Option<&str>, user_id: &str) -> PathBuf {
+    data_dir
+        .join("homes")
+        .join(provider)
+        .join(account.unwrap_or("default"))
+        .join(user_id)
 }
 
 /// The pure view `pool::select` works on.
@@ -295,7 +300,9 @@ pub fn snapshot(account: &Account) -> AccountSnapshot {
     }
 }
 
-/// Writes the account's credential into its isolated home for one run; returns extra env.
+/// Writes the account's credential into the run's home; returns the environment codex needs
+/// (an API key for providers that read one from `env_key`; codex's shell tool filters it out).
+/// [`scrub`] removes it again after the run.
 pub fn materialize(vault: &Vault, account: &Account, home: &Path) -> Result<Vec<(String, String)>> {
     crate::datadir::ensure_private_dir(home)?;
     let plaintext = vault.open(&account.sealed_credential)?;
@@ -313,25 +320,25 @@ pub fn materialize(vault: &Vault, account: &Account, home: &Path) -> Result<Vec<
     } else {
         (text, Vec::new())
     };
-    write_private(&home.join("auth.json"), file.as_bytes())?;
+    crate::datadir::write_new_private(&home.join("auth.json"), file.as_bytes())?;
     Ok(env)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+/// Removes the credential from a home after its run (after [`sync_back`]).
+pub fn scrub(home: &Path) -> Result<()> {
+    let path = home.join("auth.json");
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+        _ => Ok(()),
+    }
 }
 
-/// After a run: if the CLI rewrote `auth.json` (a refreshed token), seal the new one back.
+/// Largest `auth.json` read back from a home.
+const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+/// After a run: if the CLI rewrote `auth.json` (a refreshed token), seal the new one back — only
+/// when it is still the same ChatGPT account: the agent can write that file, and must not swap in
+/// a login of its own for the other users of the account.
 pub fn sync_back(
     store: &store::Store,
     vault: &Vault,
@@ -342,7 +349,9 @@ pub fn sync_back(
         return Ok(false);
     }
     let path = home.join("auth.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Some(text) = crate::datadir::read_regular(&path, MAX_CREDENTIAL_BYTES)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+    else {
         return Ok(false);
     };
     let current = vault.open(&account.sealed_credential)?;
@@ -357,6 +366,14 @@ pub fn sync_back(
         }
     };
     if validated.normalized.as_bytes() == current.as_slice() {
+        return Ok(false);
+    }
+    if validated.chatgpt_account_id != account.chatgpt_account_id {
+        log::warn!(
+            "account {}: the auth.json left after a run belongs to another ChatGPT account; \
+             keeping the vault copy",
+            account.id
+        );
         return Ok(false);
     }
     let sealed = vault.seal(validated.normalized.as_bytes())?;
@@ -374,33 +391,53 @@ pub fn sync_back(
     Ok(true)
 }
 
-/// Copies the CLI's session state (`sessions/` rollouts, history) so `resume` works on `to`.
+/// Copies one user's CLI session state (`sessions/` rollouts, history) from the home of one
+/// account to another so `resume` works there. Both homes are agent-writable: symbolic links
+/// are neither followed nor copied, and nothing already at the destination is overwritten.
 pub fn migrate_session_state(from: &Path, to: &Path) -> Result<()> {
     let source = from.join("sessions");
-    if !source.is_dir() {
+    if !std::fs::symlink_metadata(&source).is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
+    crate::datadir::ensure_private_dir(to)?;
     copy_tree(&source, &to.join("sessions"))?;
-    let history = from.join("history.jsonl");
-    if history.is_file() && !to.join("history.jsonl").exists() {
-        std::fs::copy(&history, to.join("history.jsonl")).map_err(|e| Error::io(&history, e))?;
-    }
-    Ok(())
+    copy_file(&from.join("history.jsonl"), &to.join("history.jsonl"))
 }
 
+/// Largest single file copied between homes.
+const MAX_STATE_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    crate::datadir::ensure_private_dir(to)?;
+    match std::fs::symlink_metadata(to) {
+        Ok(meta) if !meta.is_dir() => return Ok(()),
+        Ok(_) => {}
+        Err(_) => std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(to)
+            .map_err(|e| Error::io(to, e))?,
+    }
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let entry = entry.map_err(|e| Error::io(from, e))?;
         let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
             copy_tree(&entry.path(), &target)?;
-        } else if kind.is_file() && !target.exists() {
-            std::fs::copy(entry.path(), &target).map_err(|e| Error::io(entry.path(), e))?;
+        } else if kind.is_file() {
+            copy_file(&entry.path(), &target)?;
         }
     }
     Ok(())
+}
+
+/// Copies a regular file to a place where nothing exists yet (not even a dangling link).
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Ok(());
+    }
+    match crate::datadir::read_regular(from, MAX_STATE_FILE_BYTES) {
+        Some(bytes) => crate::datadir::write_new_private(to, &bytes),
+        None => Ok(()),
+    }
 }
 
 /// Records a successful run on the account.

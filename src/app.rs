@@ -28,6 +28,8 @@ pub struct App {
     pub turn_locks: crate::turns::locks::Locks,
     /// Running turns per user (`max_concurrency`).
     pub user_slots: crate::turns::locks::Slots,
+    /// The confinement of agent runs and of git on users' repositories.
+    pub sandbox: crate::sandbox::Sandbox,
     /// Start time, epoch ms.
     pub started_at_ms: i64,
     started: Instant,
@@ -36,6 +38,7 @@ pub struct App {
 impl App {
     /// Opens storage and the vault for `config`, checking the vault key against the database.
     pub fn open(config: Config, operator_secret: String) -> Result<App> {
+        let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
         crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
         let store = Store::open(&config.storage.database_path())?;
         let mut vault = Vault::load(
@@ -64,6 +67,7 @@ impl App {
             release_cache: Mutex::new(None),
             turn_locks: crate::turns::locks::Locks::default(),
             user_slots: crate::turns::locks::Slots::default(),
+            sandbox,
             started_at_ms: crate::clock::now_ms(),
             started: Instant::now(),
         })

@@ -57,6 +57,8 @@ pub struct Config {
     pub release: ReleaseConfig,
     /// `[channels]`: chat channels (Telegram).
     pub channels: ChannelsConfig,
+    /// `[sandbox]`: Landlock confinement of agent runs.
+    pub sandbox: SandboxConfig,
     /// Secrets that come only from the environment or `.env`, never from `codara.toml`.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -443,6 +445,42 @@ fn yes() -> bool {
     true
 }
 
+/// `[sandbox].mode`: whether agent runs are confined with Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Landlock where the kernel has it; without it the gateway starts but refuses user turns.
+    #[default]
+    Auto,
+    /// Landlock is required: a kernel without it is a start-up error.
+    Landlock,
+    /// No confinement: the operator accepts that agents can read the whole host.
+    Off,
+}
+
+impl SandboxMode {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::Landlock => "landlock",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+/// `[sandbox]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// auto | landlock | off.
+    pub mode: SandboxMode,
+    /// Extra paths every confined run may read and execute (a CLI or runtime installed outside
+    /// the system directories). Must not contain the data dir, the workspaces root, the config
+    /// file or the gateway's home.
+    pub read_paths: Vec<PathBuf>,
+}
+
 /// Secrets taken from the environment (or `.env`) only.
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -475,6 +513,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             release: ReleaseConfig::default(),
             channels: ChannelsConfig::default(),
+            sandbox: SandboxConfig::default(),
             secrets: Secrets::default(),
             source: None,
             host: HostEnv::default(),
@@ -623,6 +662,9 @@ impl Config {
         };
         join(&mut self.storage.data_dir);
         join(&mut self.workspace.root);
+        for p in &mut self.sandbox.read_paths {
+            join(p);
+        }
         for p in [
             &mut self.storage.database_path,
             &mut self.logging.root,

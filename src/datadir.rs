@@ -1,4 +1,6 @@
-//! The data directory: its creation, the single-instance lock, and the operator secret file.
+//! The data directory: its creation, the single-instance lock, the operator secret file, and the
+//! two ways the gateway touches files inside directories an agent can write (CLI homes, temp
+//! dirs): [`write_new_private`] and [`read_regular`], which never follow a symbolic link.
 //!
 //! Owns the layout of `[storage].data_dir` apart from the database (store) and the master key
 //! (vault). Must not hold the lock for commands other than `serve`: the CLI works beside a server.
@@ -20,6 +22,47 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| Error::io(dir, e))
+}
+
+/// Replaces whatever `path` names (a file, or a symbolic link an agent planted, which is removed,
+/// never followed) with a new 0600 file holding `bytes`, flushed to disk.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::Internal(format!(
+                "{} is a directory, not a file",
+                path.display()
+            )))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e))?,
+        Err(_) => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// The contents of `path` when it is a regular file of at most `limit` bytes, opened without
+/// following a symbolic link; `None` otherwise (missing, a link, a directory, a fifo, too big).
+pub fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
 }
 
 /// The held lock on a data directory; released when dropped or when the process dies.

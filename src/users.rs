@@ -205,7 +205,8 @@ pub fn create(
 fn provision(dir: &Path, config: &crate::config::Config) -> Result<()> {
     crate::datadir::ensure_private_dir(dir)?;
     if crate::workspace::git_available(&config.host) {
-        crate::workspace::ensure_repo(dir, &config.host)?;
+        // A directory created just now: nothing in it can be hostile yet.
+        crate::workspace::ensure_repo(dir, &config.host, None)?;
     }
     Ok(())
 }

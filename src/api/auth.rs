@@ -27,6 +27,13 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Whether the caller presented a user API key (the playground's operator-driven turns as
+    /// the Dashboard Admin do not count).
+    pub fn is_user_key(&self) -> bool {
+        matches!(self, Principal::User { key_id, .. }
+            if key_id != crate::api::management::playground::KEY_ID)
+    }
+
     /// The audit actor for this caller.
     pub fn actor(&self) -> crate::audit::Actor {
         match self {

@@ -194,6 +194,7 @@ pub fn chat_completions(
         workspace_id: workspace_id.clone(),
         workspace,
         client_session_id: body.client_session_id.clone(),
+        via_user_key: principal.is_user_key(),
     };
     engine::preflight(app, &turn)?;
     let completion_id = format!("chatcmpl-{}", crate::crypto::random_id(""));

@@ -138,6 +138,18 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         }
     }
 
+    match crate::sandbox::Sandbox::for_config(&config) {
+        Ok(sandbox) => {
+            let level = if sandbox.enforced() {
+                Level::Ok
+            } else {
+                Level::Warn
+            };
+            report(level, "sandbox", &sandbox.describe());
+        }
+        Err(error) => healthy &= report(Level::Fail, "sandbox", &error.to_string()),
+    }
+
     for (name, provider) in config.providers.iter() {
         if !provider.is_enabled() {
             report(Level::Ok, name, "disabled");

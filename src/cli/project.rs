@@ -94,9 +94,11 @@ fn create(mut args: pico_args::Arguments) -> Result<i32> {
     let config = Config::load(&overrides)?;
     let template = template.unwrap_or_else(|| config.workspace.default_template.clone());
     let store = open_store(&config)?;
+    let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
     let info = projects::create(
         &config.workspace.root,
         &config.host,
+        &sandbox,
         &name,
         &template,
         provider.as_deref(),
@@ -183,7 +185,13 @@ fn info(mut args: pico_args::Arguments) -> Result<i32> {
         .root
         .canonicalize()
         .map_err(|e| Error::io(&config.workspace.root, e))?;
-    let mut record = inventory::record(&root, Path::new(&project.relative_path), &config.host);
+    let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
+    let mut record = inventory::record(
+        &root,
+        Path::new(&project.relative_path),
+        &config.host,
+        &sandbox,
+    );
     let store = open_store(&config)?;
     store.read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
     let meta = &project.meta;
@@ -207,7 +215,12 @@ fn info(mut args: pico_args::Arguments) -> Result<i32> {
             (Some(commit), Some(summary)) => println!("Head: {commit} {summary}"),
             _ => println!("Head: no commits"),
         }
-        println!("Dirty: {}", if git.dirty { "yes" } else { "no" });
+        let dirty = match git.dirty {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown (needs the sandbox)",
+        };
+        println!("Dirty: {dirty}");
     }
     println!("Workspace id: {}", record.id);
     println!("Bound sessions: {}", record.bound_sessions_count);

@@ -49,6 +49,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let bind = (config.server.host.clone(), config.server.port);
     let app = App::open(config, secret)?;
     crate::users::ensure_dashboard_admin(&app.store, &app.config)?;
+    recover_from_crash(&app)?;
     let listener =
         TcpListener::bind((bind.0.as_str(), bind.1)).map_err(|e| Error::Unavailable {
             code: "bind_failed",
@@ -61,6 +62,19 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "Codara {} listening on http://{local}", crate::VERSION);
     let _ = writeln!(out, "Dashboard: http://{local}/dashboard");
+    let _ = writeln!(out, "Sandbox: {}", app.sandbox.describe());
+    if !app.sandbox.enforced() {
+        let _ = writeln!(
+            out,
+            "WARNING: agent runs are NOT confined: an agent can read the vault key, the database \
+             and every tenant's files. {}",
+            if app.sandbox.refuses_users() {
+                "Turns from user keys are refused until [sandbox].mode = \"off\" accepts this."
+            } else {
+                "[sandbox].mode = \"off\" was chosen by the operator."
+            }
+        );
+    }
     match &secret_source {
         SecretSource::Generated(path) => {
             let _ = writeln!(
@@ -84,15 +98,40 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let _ = out.flush();
     drop(out);
     log::info!(
-        "codara {} listening on http://{local}; data dir {}; vault key {}",
+        "codara {} listening on http://{local}; data dir {}; vault key {}; sandbox {}",
         crate::VERSION,
         data_dir.display(),
-        app.vault.key_id()
+        app.vault.key_id(),
+        app.sandbox.describe()
     );
+    if !app.sandbox.enforced() {
+        log::warn!("agent runs are not confined: {}", app.sandbox.describe());
+    }
     let app = Arc::new(app);
     spawn_usage_refresher(&app);
     crate::http::serve(app, listener)?;
     Ok(0)
+}
+
+/// After a crash or kill -9: kills the CLI process groups the previous run left (their pgids are
+/// recorded under `<data_dir>/run/groups`), removes its temp dirs, and stores the turns it was
+/// running as interrupted, with their workspace changes. Then records this run's groups.
+fn recover_from_crash(app: &App) -> Result<()> {
+    let run = app.config.storage.data_dir.join("run");
+    let groups = run.join("groups");
+    let killed = crate::process::reap_leftovers(&groups);
+    if killed > 0 {
+        log::warn!("killed {killed} CLI process group(s) left by the previous run");
+    }
+    let tmp = run.join("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    let recovered = crate::turns::engine::recover_interrupted(app)?;
+    if recovered > 0 {
+        log::warn!("stored {recovered} turn(s) the previous run was interrupted in");
+    }
+    crate::process::use_registry(&groups)
 }
 
 /// Refreshes account tokens and quota windows every `[accounts].refresh_interval_seconds`.

@@ -92,6 +92,13 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
     if left > 0 {
         log::warn!("{left} requests were still running when the grace period ended");
     }
+    // CLIs still running past the grace period are stopped, not left behind; their turns are
+    // in the journal and are stored as interrupted at the next start.
+    let live = crate::process::live_groups();
+    if live > 0 {
+        log::warn!("stopping {live} CLI process group(s) still running");
+        crate::process::terminate_all(Duration::from_secs(2));
+    }
     log::info!("stopped");
     Ok(())
 }

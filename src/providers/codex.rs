@@ -29,10 +29,13 @@ use crate::config::Sandbox;
 use serde_json::Value;
 use std::path::Path;
 
-/// The `exec` invocation for `spec`: the prompt is the last argument (after `--`, so a prompt
-/// such as `resume` or `-x` stays a prompt) and stdin is /dev/null, because codex waits for EOF on
-/// a piped stdin and appends it to the prompt. Options come before `resume <id>`; codex applies
-/// them to the resumed session.
+/// Variables codex's shell tool must not pass on to the commands the agent runs: the account's
+/// API key reaches codex itself (its provider's `env_key`), never the agent's shell.
+const SHELL_EXCLUDES: &str = r#"shell_environment_policy.exclude=["*KEY*","*TOKEN*","*SECRET*","*PASSWORD*","*CREDENTIAL*"]"#;
+
+/// The `exec` invocation for `spec`: the prompt goes on stdin (the argument `-` after `--` tells
+/// codex to read it there), so it reaches the model verbatim whatever its size or leading dashes.
+/// Options come before `resume <id>`; codex applies them to the resumed session.
 pub fn command(spec: &RunSpec) -> CommandSpec {
     let sandbox = match spec.sandbox {
         Sandbox::WorkspaceWrite => "workspace-write",
@@ -46,6 +49,8 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
         r#"approval_policy="never""#.into(),
         "-c".into(),
         format!(r#"sandbox_mode="{sandbox}""#),
+        "-c".into(),
+        SHELL_EXCLUDES.into(),
     ];
     if !spec.model.is_empty() {
         args.extend(["-m".into(), spec.model.clone()]);
@@ -54,16 +59,15 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
     if let Some(id) = &spec.resume {
         args.extend(["resume".into(), id.clone()]);
     }
-    args.extend(["--".into(), spec.prompt.clone()]);
-    // codex reads the prompt from stdin when the argument is exactly `-`: give it that text there.
-    let stdin = (spec.prompt == "-").then(|| spec.prompt.clone());
+    args.extend(["--".into(), "-".into()]);
     let home = spec.home.display().to_string();
     CommandSpec {
         program: spec.binary.clone(),
         args,
         env: super::child_env(spec, vec![("CODEX_HOME", home.clone()), ("HOME", home)]),
         cwd: spec.workspace.clone(),
-        stdin,
+        stdin: Some(spec.prompt.clone()),
+        confine: None,
     }
 }
 
@@ -416,16 +420,18 @@ mod tests {
                 r#"approval_policy="never""#,
                 "-c",
                 r#"sandbox_mode="workspace-write""#,
+                "-c",
+                SHELL_EXCLUDES,
                 "-m",
                 "gpt-5.5",
                 "-c",
                 "model_provider=mock",
                 "--",
-                "Say hello",
+                "-",
             ])
         );
         assert_eq!(command.cwd, PathBuf::from("/data/ws/u1"));
-        assert_eq!(command.stdin, None);
+        assert_eq!(command.stdin.as_deref(), Some("Say hello"));
         let env: Vec<(&str, &str)> = command
             .env
             .iter()
@@ -461,22 +467,26 @@ mod tests {
                 "-c",
                 r#"sandbox_mode="danger-full-access""#,
                 "-c",
+                SHELL_EXCLUDES,
+                "-c",
                 "model_provider=mock",
                 "resume",
                 "01a20d58-d578-72b2-81a3-53e737a22f78",
                 "--",
-                "resume",
+                "-",
             ])
         );
     }
 
     #[test]
-    fn a_bare_dash_prompt_goes_through_stdin() {
+    fn any_prompt_goes_through_stdin_never_argv() {
         let mut spec = spec();
-        spec.prompt = "-".into();
-        let command = command(&spec);
-        assert_eq!(command.args.last().map(String::as_str), Some("-"));
-        assert_eq!(command.stdin.as_deref(), Some("-"));
+        for prompt in ["-", "--help", &"x".repeat(300_000)] {
+            spec.prompt = prompt.to_string();
+            let command = command(&spec);
+            assert!(command.args.iter().all(|a| a.len() < 200), "{prompt:.20}");
+            assert_eq!(command.stdin.as_deref(), Some(prompt));
+        }
     }
 
     #[test]

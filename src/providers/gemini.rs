@@ -32,9 +32,9 @@ use std::path::Path;
 /// 0.61 picks `gateway` when `GOOGLE_GEMINI_BASE_URL` is set and then rejects it (exit 41).
 const SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false}}"#;
 
-/// The headless invocation for `spec`. The prompt is passed as `--prompt=<text>` — one argv word,
-/// last — because yargs reads `-p -x` as a missing value; stdin is /dev/null, since gemini appends
-/// a piped stdin to the prompt. `--yolo` is used in both sandbox modes: without it gemini leaves
+/// The headless invocation for `spec`. The prompt goes on stdin with an empty `--prompt=`: gemini
+/// runs headless and takes a piped stdin as the prompt, verbatim (an argv word would be bounded by
+/// the kernel's argument limit). `--yolo` is used in both sandbox modes: without it gemini leaves
 /// its write and shell tools out of the headless tool list.
 pub fn command(spec: &RunSpec) -> CommandSpec {
     let mut args: Vec<String> = vec![
@@ -49,7 +49,7 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
         args.extend(["--resume".into(), id.clone()]);
     }
     args.extend(spec.extra_args.iter().cloned());
-    args.push(format!("--prompt={}", spec.prompt));
+    args.push("--prompt=".into());
     let home = spec.home.display().to_string();
     CommandSpec {
         program: spec.binary.clone(),
@@ -64,7 +64,8 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
             ],
         ),
         cwd: spec.workspace.clone(),
-        stdin: None,
+        stdin: Some(spec.prompt.clone()),
+        confine: None,
     }
 }
 
@@ -356,11 +357,11 @@ mod tests {
                 "-m",
                 "gemini-2.5-flash",
                 "--skip-trust",
-                "--prompt=-x \"quoted\" word",
+                "--prompt=",
             ])
         );
         assert_eq!(command.cwd, PathBuf::from("/data/ws/u1"));
-        assert_eq!(command.stdin, None);
+        assert_eq!(command.stdin.as_deref(), Some("-x \"quoted\" word"));
         let env: Vec<(&str, &str)> = command
             .env
             .iter()
@@ -396,7 +397,7 @@ mod tests {
                 "--yolo",
                 "--resume",
                 "8d828a71-1f2d-48ed-aafd-a6b4a4be7283",
-                "--prompt=next",
+                "--prompt=",
             ])
         );
     }

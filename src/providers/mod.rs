@@ -1,16 +1,17 @@
 //! The agent CLIs Codara drives: their names, how to find them, how to build their command
-//! lines (`codex`, `gemini`, `opencode`), how to parse one line of their output into
-//! [`TurnEvent`]s (pure functions), and (in `runner`) how to run them.
+//! lines (`codex`, `gemini`, `opencode`) and how to parse one line of their output into
+//! [`TurnEvent`]s (pure functions). Running them is `crate::process`.
 //!
 //! Must not touch the store: providers turn inputs into processes and outputs into events.
 
 pub mod codex;
 pub mod gemini;
 pub mod opencode;
-pub mod runner;
 
 #[cfg(test)]
 mod testing;
+
+pub use crate::process::CommandSpec;
 
 use crate::error::Result;
 use std::path::{Path, PathBuf};
@@ -40,9 +41,13 @@ pub fn find_binary(binary: &str, path_env: &str) -> Option<PathBuf> {
 
 /// Runs `<binary> --version` and returns its first non-empty output line.
 pub fn cli_version(binary: &Path, host: &crate::config::HostEnv) -> Result<String> {
-    let mut command = runner::command(binary, host);
-    command.arg("--version");
-    let output = runner::capture(command, Duration::from_secs(20))?;
+    let mut command = CommandSpec::new(binary, std::env::temp_dir())
+        .args(["--version"])
+        .env("PATH", host.path.clone());
+    if let Some(home) = &host.home {
+        command = command.env("HOME", home.display().to_string());
+    }
+    let output = crate::process::capture(&command, Duration::from_secs(20))?;
     let text = if output.stdout.trim().is_empty() {
         &output.stderr
     } else {
@@ -133,25 +138,12 @@ pub struct RunSpec {
     pub extra_args: Vec<String>,
     /// `[providers.<p>].env`.
     pub extra_env: Vec<(String, String)>,
-    /// `[providers.<p>].sandbox`.
+    /// The CLI's own sandbox. `FullAccess` when Codara's Landlock confines the run: codex's
+    /// bubblewrap sandbox cannot nest inside Landlock (it needs to mount), and the Landlock
+    /// allow-list is the stricter of the two.
     pub sandbox: crate::config::Sandbox,
     /// The host `PATH`, for the child.
     pub path_env: String,
-}
-
-/// A fully built invocation: what `runner` spawns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommandSpec {
-    /// The executable.
-    pub program: PathBuf,
-    /// Arguments.
-    pub args: Vec<String>,
-    /// The complete environment (nothing else is inherited).
-    pub env: Vec<(String, String)>,
-    /// The working directory.
-    pub cwd: PathBuf,
-    /// Bytes written to stdin before it is closed; `None` means stdin is /dev/null.
-    pub stdin: Option<String>,
 }
 
 /// The child environment for `spec`, built from scratch: `PATH`, the provider's `home_vars`,

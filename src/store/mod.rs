@@ -10,6 +10,7 @@ pub mod audit;
 pub mod meta;
 pub mod operator_tokens;
 pub mod sessions;
+pub mod turn_journal;
 pub mod turns;
 pub mod usage;
 pub mod users;
@@ -31,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "sessions", include_str!("migrations/002_sessions.sql")),
     (3, "users", include_str!("migrations/003_users.sql")),
     (4, "accounts", include_str!("migrations/004_accounts.sql")),
+    (
+        5,
+        "turn_journal",
+        include_str!("migrations/005_turn_journal.sql"),
+    ),
 ];
 
 const READERS: usize = 4;

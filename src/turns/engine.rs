@@ -1,14 +1,18 @@
 //! The turn engine: one chat turn from a validated request to a stored, reported outcome.
 //!
 //! Steps: lock session and workspace → plan (resume with new messages, or fresh with the whole
-//! transcript) → prepare the provider's isolated home → snapshot → run the CLI under the watchdog,
-//! streaming text to the caller → snapshot → diff → persist turn and session in one transaction.
+//! transcript) → snapshot → journal the turn → prepare the user's CLI home, a private temp dir
+//! and the pooled credential → run the CLI confined and under the watchdog, streaming text to the
+//! caller → seal back and remove the credential → snapshot → diff → persist turn and session (and
+//! drop the journal entry) in one transaction. A turn the gateway died in is found in the journal
+//! at the next start and stored as interrupted, with its changes ([`recover_interrupted`]).
 //! Must not parse HTTP or render JSON.
 
 use super::prompt::{self, Message, Plan};
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::providers::{self, runner, Action, RunSpec, TurnEvent, Usage};
+use crate::process;
+use crate::providers::{self, Action, RunSpec, TurnEvent, Usage};
 use crate::store;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +34,9 @@ pub struct TurnRequest {
     pub workspace: PathBuf,
     /// The client's conversation label; `None` makes the turn stateless.
     pub client_session_id: Option<String>,
+    /// The caller used a user API key (not the operator): such turns are refused when the
+    /// sandbox cannot confine them.
+    pub via_user_key: bool,
 }
 
 /// How a turn ended.
@@ -74,8 +81,18 @@ pub fn session_key(user_id: &str, workspace_id: &str, client_session_id: &str) -
     format!("{user_id}::{workspace_id}::{client_session_id}")
 }
 
-/// Checks what can be checked before answering: the provider CLI exists.
+/// Checks what can be checked before answering: the run can be confined (or need not be) and
+/// the provider CLI exists.
 pub fn preflight(app: &App, request: &TurnRequest) -> Result<PathBuf> {
+    if request.via_user_key && app.sandbox.refuses_users() {
+        return Err(Error::Unavailable {
+            code: "sandbox_unavailable",
+            message: "agent turns from user keys are refused: this kernel has no Landlock \
+                      (Linux >= 5.13 with landlock enabled), so the agent could read the whole \
+                      host; the operator can set [sandbox].mode = \"off\" to accept that risk"
+                .to_string(),
+        });
+    }
     let config = provider_config(app, request.provider);
     providers::find_binary(&config.binary, &app.config.host.path).ok_or_else(|| {
         Error::Unavailable {
@@ -161,69 +178,92 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         request,
         stored.as_ref().and_then(|s| s.account_id.as_deref()),
     )?;
-    let mut result = execute(app, request, &binary, &attempt, account.as_ref(), sink)?;
-    if resumed && result.looks_like_missing_session() {
-        let after_failed = tracker.snapshot()?;
-        if after_failed.id == before.id {
-            log::warn!(
-                "resuming {} session {} failed ({}); starting a fresh session with the transcript",
-                request.provider,
-                attempt.resume.as_deref().unwrap_or(""),
-                result.error_message()
-            );
-            attempt = Attempt::fresh(&prompt::flatten(&request.messages));
-            resumed = false;
-            result = execute(app, request, &binary, &attempt, account.as_ref(), sink)?;
-        }
+    let turn_id = crate::crypto::random_id("trn_");
+    let request_json = messages_json(&request.messages);
+    app.store.write(|tx| {
+        store::turn_journal::insert(
+            tx,
+            &store::turn_journal::Entry {
+                turn_id: turn_id.clone(),
+                user_id: request.user_id.clone(),
+                session_key: key.clone(),
+                client_session_id: request.client_session_id.clone(),
+                provider: request.provider.to_string(),
+                model: request.model.clone(),
+                workspace_id: request.workspace_id.clone(),
+                workspace_path: request.workspace.display().to_string(),
+                request_messages: request_json.clone(),
+                prompt: attempt.prompt.clone(),
+                before_tree: before.id.clone(),
+                account_id: account.as_ref().map(|a| a.id.clone()),
+                started_at: crate::clock::now_ms(),
+            },
+        )
+    })?;
+
+    // From here on the CLI may change the workspace: every failure is stored as the turn's
+    // outcome (or recovered from the journal), never returned early.
+    let mut result = execute(app, request, &binary, &attempt, account.as_ref(), sink);
+    let unchanged = |tracker: &Tracker<'_>| tracker.snapshot().is_ok_and(|now| now.id == before.id);
+    if resumed && result.looks_like_missing_session() && unchanged(&tracker) {
+        log::warn!(
+            "resuming {} session {} failed ({}); starting a fresh session with the transcript",
+            request.provider,
+            attempt.resume.as_deref().unwrap_or(""),
+            result.error_message()
+        );
+        attempt = Attempt::fresh(&prompt::flatten(&request.messages));
+        resumed = false;
+        result = execute(app, request, &binary, &attempt, account.as_ref(), sink);
     }
     if let Some(used) = account.clone() {
-        if !result.failed() {
-            crate::accounts::record_success(&app.store, &used.id)?;
-            let home =
-                crate::accounts::home(&app.config.storage.data_dir, request.provider, &used.id);
-            crate::accounts::sync_back(&app.store, &app.vault, &used, &home)?;
-        } else {
-            let message = format!("{}\n{}", result.error_message(), result.outcome.stderr_tail);
-            let account_level = crate::accounts::record_failure(&app.store, &used.id, &message)?;
-            // Retry once on another account, only if nothing in the workspace changed.
-            if account_level && !result.outcome.stalled && tracker.snapshot()?.id == before.id {
-                if let Some(next) = choose_account(app, request, Some(&used.id))
-                    .ok()
-                    .flatten()
-                    .filter(|n| n.id != used.id)
-                {
-                    log::warn!(
-                        "account {} failed at the account level; retrying on {}",
-                        used.id,
-                        next.id
-                    );
-                    result = execute(app, request, &binary, &attempt, Some(&next), sink)?;
-                    if result.failed() {
-                        let message =
-                            format!("{}\n{}", result.error_message(), result.outcome.stderr_tail);
-                        crate::accounts::record_failure(&app.store, &next.id, &message)?;
-                    } else {
-                        crate::accounts::record_success(&app.store, &next.id)?;
-                        let home = crate::accounts::home(
-                            &app.config.storage.data_dir,
-                            request.provider,
-                            &next.id,
-                        );
-                        crate::accounts::sync_back(&app.store, &app.vault, &next, &home)?;
-                    }
-                    account = Some(next);
-                }
+        let account_level = record_health(app, &used, &result);
+        // Retry once on another account, only if nothing in the workspace changed.
+        if result.failed() && account_level && !result.outcome.stalled && unchanged(&tracker) {
+            if let Some(next) = choose_account(app, request, Some(&used.id))
+                .ok()
+                .flatten()
+                .filter(|n| n.id != used.id)
+            {
+                log::warn!(
+                    "account {} failed at the account level; retrying on {}",
+                    used.id,
+                    next.id
+                );
+                result = execute(app, request, &binary, &attempt, Some(&next), sink);
+                record_health(app, &next, &result);
+                account = Some(next);
             }
         }
     }
 
-    let after = tracker.snapshot()?;
-    let (changes, diff) = tracker.diff(&before, &after)?;
+    let (after, changes, diff, unknown) = match tracker
+        .snapshot()
+        .and_then(|after| tracker.diff(&before, &after).map(|(c, d)| (after, c, d)))
+    {
+        Ok((after, changes, diff)) => (after, changes, diff, false),
+        Err(error) => {
+            // The turn is still stored; without an after-state its changes are unknown.
+            log::error!("recording the workspace after the turn failed: {error}");
+            if result.failure.is_none() {
+                result.failure = Some(format!("recording the workspace changes failed: {error}"));
+            }
+            (
+                State {
+                    id: before.id.clone(),
+                    snapshot: None,
+                    manifest: None,
+                },
+                Vec::new(),
+                String::new(),
+                true,
+            )
+        }
+    };
     let modified_files: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
     let error = result.error(request.provider);
-    let dirty = error.is_some() && !modified_files.is_empty();
+    let dirty = error.is_some() && (unknown || !modified_files.is_empty());
     let now = crate::clock::now_ms();
-    let turn_id = crate::crypto::random_id("trn_");
     let cli_session_id = result.session_id.clone().or_else(|| attempt.resume.clone());
 
     let session_id = store_outcome(
@@ -233,6 +273,7 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
             key: key.as_deref(),
             stored: stored.as_ref(),
             turn_id: &turn_id,
+            request_json: &request_json,
             prompt: &attempt.prompt,
             resumed,
             result: &result,
@@ -259,6 +300,33 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         resumed,
         error,
     })
+}
+
+/// Records a run's effect on its account (cooldown, needs-reauth, or a success); returns whether
+/// the failure was the account's (so another account may help). Bookkeeping errors are logged:
+/// they must not cost the turn its record.
+fn record_health(app: &App, account: &crate::store::accounts::Account, result: &RunResult) -> bool {
+    let recorded = if result.failed() {
+        let message = format!("{}\n{}", result.error_message(), result.outcome.stderr_tail);
+        crate::accounts::record_failure(&app.store, &account.id, &message)
+    } else {
+        crate::accounts::record_success(&app.store, &account.id).map(|_| false)
+    };
+    recorded.unwrap_or_else(|error| {
+        log::error!("recording the health of account {}: {error}", account.id);
+        false
+    })
+}
+
+/// The request's messages as stored JSON.
+fn messages_json(messages: &[Message]) -> String {
+    serde_json::to_string(
+        &messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.text}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default()
 }
 
 /// Picks the pool account for a codex turn (none when the pool is empty: the provider's default
@@ -292,9 +360,10 @@ fn choose_account(
                 .ok_or_else(|| Error::Internal("selected a missing account".into()))?;
             let data_dir = &app.config.storage.data_dir;
             if let Some(from) = &migrate_from {
+                let user = request.user_id.as_str();
                 crate::accounts::migrate_session_state(
-                    &crate::accounts::home(data_dir, "codex", from),
-                    &crate::accounts::home(data_dir, "codex", &id),
+                    &crate::accounts::home(data_dir, "codex", Some(from), user),
+                    &crate::accounts::home(data_dir, "codex", Some(&id), user),
                 )?;
             }
             app.store.write(|tx| {
@@ -349,6 +418,7 @@ impl Attempt {
 }
 
 /// What one CLI run produced, folded from its events.
+#[derive(Default)]
 struct RunResult {
     session_id: Option<String>,
     reply: String,
@@ -357,22 +427,25 @@ struct RunResult {
     last_error: Option<String>,
     warnings: Vec<String>,
     completed: bool,
-    outcome: runner::RunOutcome,
+    outcome: process::RunOutcome,
     stall_timeout: u64,
     turn_timeout: u64,
     explain_exit: Option<ExplainExit>,
+    /// The gateway could not run the CLI (or record its effects): home, credential, spawn.
+    failure: Option<String>,
 }
 
 impl RunResult {
     fn failed(&self) -> bool {
-        self.last_error.is_some()
+        self.failure.is_some()
+            || self.last_error.is_some()
             || self.outcome.stalled
             || self.outcome.timed_out
             || self.outcome.exit_code != Some(0)
     }
 
     fn error_message(&self) -> String {
-        if let Some(message) = &self.last_error {
+        if let Some(message) = self.failure.as_ref().or(self.last_error.as_ref()) {
             return message.clone();
         }
         // Without an error event, the last warning is usually the real cause (codex stream errors).
@@ -418,6 +491,9 @@ impl RunResult {
     }
 
     fn error(&self, provider: &str) -> Option<Error> {
+        if let Some(failure) = &self.failure {
+            return Some(Error::Internal(format!("{provider}: {failure}")));
+        }
         if self.outcome.stalled {
             return Some(Error::GatewayTimeout {
                 code: "cli_stalled",
@@ -441,6 +517,10 @@ impl RunResult {
     }
 }
 
+/// One CLI run: the user's home for this provider (and account), a private temp dir, the pooled
+/// credential for the length of the run, the Landlock confinement; then the watched run with
+/// each event folded into the result and text streamed to `sink`. Whatever happens, the
+/// credential is sealed back (if the CLI refreshed it) and removed, and the temp dir deleted.
 fn execute(
     app: &App,
     request: &TurnRequest,
@@ -448,113 +528,66 @@ fn execute(
     attempt: &Attempt,
     account: Option<&crate::store::accounts::Account>,
     sink: &mut dyn Sink,
-) -> Result<RunResult> {
+) -> RunResult {
     let config = provider_config(app, request.provider);
-    let data_dir = &app.config.storage.data_dir;
-    let home = match account {
-        Some(account) => crate::accounts::home(data_dir, request.provider, &account.id),
-        None => data_dir
-            .join("homes")
-            .join(request.provider)
-            .join("default"),
-    };
-    // Clock times in CLI messages ("try again at 3:45 PM") are read as UTC by the pool.
-    let mut extra_env = vec![("TZ".to_string(), "UTC".to_string())];
-    if let Some(account) = account {
-        crate::datadir::ensure_private_dir(&home)?;
-        extra_env.extend(crate::accounts::materialize(&app.vault, account, &home)?);
-    }
-    extra_env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let spec = RunSpec {
-        binary: binary.to_path_buf(),
-        model: request.model.clone(),
-        prompt: attempt.prompt.clone(),
-        resume: attempt.resume.clone(),
-        workspace: request.workspace.clone(),
-        home: home.clone(),
-        extra_args: config.extra_args.clone(),
-        extra_env,
-        sandbox: config.sandbox,
-        path_env: app.config.host.path.clone(),
-    };
-    type Parse = fn(&str) -> Vec<TurnEvent>;
-    let (command, parse, explain): (providers::CommandSpec, Parse, ExplainExit) =
-        match request.provider {
-            "codex" => {
-                providers::codex::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
-                (
-                    providers::codex::command(&spec),
-                    providers::codex::parse_line,
-                    providers::codex::exit_error,
-                )
-            }
-            "gemini" => {
-                providers::gemini::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
-                (
-                    providers::gemini::command(&spec),
-                    providers::gemini::parse_line,
-                    providers::gemini::exit_error,
-                )
-            }
-            _ => {
-                providers::opencode::prepare_home(&home).map_err(|e| Error::io(&home, e))?;
-                (
-                    providers::opencode::command(&spec),
-                    providers::opencode::parse_line,
-                    providers::opencode::exit_error,
-                )
-            }
-        };
-    let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-    let limits = runner::Limits {
-        stall: seconds(config.stall_timeout()),
-        turn: seconds(config.turn_timeout()),
-    };
     let mut result = RunResult {
-        session_id: None,
-        reply: String::new(),
-        usage: Usage::default(),
-        actions: Vec::new(),
-        last_error: None,
-        warnings: Vec::new(),
-        completed: false,
-        outcome: runner::RunOutcome {
-            exit_code: None,
-            signal: None,
-            stalled: false,
-            timed_out: false,
-            stderr_tail: String::new(),
-            duration: Duration::ZERO,
-        },
         stall_timeout: config.stall_timeout(),
         turn_timeout: config.turn_timeout(),
-        explain_exit: Some(explain),
+        ..RunResult::default()
     };
-    let outcome = runner::run(&command, limits, &mut |line| {
-        for event in parse(line) {
-            match event {
-                TurnEvent::SessionId(id) => {
-                    if result.session_id.is_none() {
-                        result.session_id = Some(id);
-                    }
-                }
-                TurnEvent::Text(text) => {
-                    result.reply.push_str(&text);
-                    sink.text(&text);
-                }
-                TurnEvent::Action(action) => result.actions.push(action),
-                TurnEvent::Usage(usage) => {
-                    result.usage.prompt_tokens += usage.prompt_tokens;
-                    result.usage.completion_tokens += usage.completion_tokens;
-                    result.usage.cached_tokens += usage.cached_tokens;
-                }
-                TurnEvent::Warning(message) => result.warnings.push(message),
-                TurnEvent::Error(message) => result.last_error = Some(message),
-                TurnEvent::Completed => result.completed = true,
+    let data_dir = &app.config.storage.data_dir;
+    let home = crate::accounts::home(
+        data_dir,
+        request.provider,
+        account.map(|a| a.id.as_str()),
+        &request.user_id,
+    );
+    let outcome = (|| -> Result<process::RunOutcome> {
+        let tmp = RunDir::create(data_dir)?;
+        let command = command_for(
+            app,
+            request,
+            binary,
+            attempt,
+            account,
+            &home,
+            &tmp.path,
+            &mut result,
+        )?;
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        let limits = process::Limits {
+            stall: seconds(config.stall_timeout()),
+            turn: seconds(config.turn_timeout()),
+        };
+        let parse = parser(request.provider);
+        process::run(&command, limits, &mut |line| {
+            for event in parse(line) {
+                fold(&mut result, event, sink);
             }
+        })
+    })();
+    if let Some(account) = account {
+        if let Err(error) = crate::accounts::sync_back(&app.store, &app.vault, account, &home) {
+            log::error!(
+                "sealing back the credential of account {}: {error}",
+                account.id
+            );
         }
-    })?;
-    result.outcome = outcome;
+        if let Err(error) = crate::accounts::scrub(&home) {
+            log::error!(
+                "removing the credential of account {} from {}: {error}",
+                account.id,
+                home.display()
+            );
+        }
+    }
+    match outcome {
+        Ok(outcome) => result.outcome = outcome,
+        Err(error) => {
+            log::error!("{} turn could not run: {error}", request.provider);
+            result.failure = Some(format!("the CLI could not be run: {error}"));
+        }
+    }
     log::info!(
         "{} turn ran {:.1}s exit={:?} stalled={} events: {} chars, {} actions",
         request.provider,
@@ -564,15 +597,147 @@ fn execute(
         result.reply.len(),
         result.actions.len()
     );
-    Ok(result)
+    for warning in &result.warnings {
+        log::info!("{} warned: {warning}", request.provider);
+    }
+    result
 }
 
-/// Records workspace states: git trees with a private index, or file manifests without git.
+/// Builds the confined command of one attempt (preparing the home and the credential).
+#[allow(clippy::too_many_arguments)] // The parts of one attempt; only `execute` calls this.
+fn command_for(
+    app: &App,
+    request: &TurnRequest,
+    binary: &std::path::Path,
+    attempt: &Attempt,
+    account: Option<&crate::store::accounts::Account>,
+    home: &std::path::Path,
+    tmp: &std::path::Path,
+    result: &mut RunResult,
+) -> Result<providers::CommandSpec> {
+    let config = provider_config(app, request.provider);
+    crate::datadir::ensure_private_dir(home)?;
+    let prepared = match request.provider {
+        "codex" => providers::codex::prepare_home(home),
+        "gemini" => providers::gemini::prepare_home(home),
+        _ => providers::opencode::prepare_home(home),
+    };
+    prepared.map_err(|e| Error::io(home, e))?;
+    let tmp_text = tmp.display().to_string();
+    // Clock times in CLI messages ("try again at 3:45 PM") are read as UTC by the pool.
+    let mut extra_env = vec![
+        ("TZ".to_string(), "UTC".to_string()),
+        ("TMPDIR".to_string(), tmp_text.clone()),
+        ("TMP".to_string(), tmp_text.clone()),
+        ("TEMP".to_string(), tmp_text),
+    ];
+    if let Some(account) = account {
+        extra_env.extend(crate::accounts::materialize(&app.vault, account, home)?);
+    }
+    extra_env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let confine = app
+        .sandbox
+        .agent(request.provider, &request.workspace, home, tmp);
+    let spec = RunSpec {
+        binary: binary.to_path_buf(),
+        model: request.model.clone(),
+        prompt: attempt.prompt.clone(),
+        resume: attempt.resume.clone(),
+        workspace: request.workspace.clone(),
+        home: home.to_path_buf(),
+        extra_args: config.extra_args.clone(),
+        extra_env,
+        sandbox: if confine.is_some() {
+            crate::config::Sandbox::FullAccess
+        } else {
+            config.sandbox
+        },
+        path_env: app.config.host.path.clone(),
+    };
+    let (mut command, explain): (providers::CommandSpec, ExplainExit) = match request.provider {
+        "codex" => (
+            providers::codex::command(&spec),
+            providers::codex::exit_error,
+        ),
+        "gemini" => (
+            providers::gemini::command(&spec),
+            providers::gemini::exit_error,
+        ),
+        _ => (
+            providers::opencode::command(&spec),
+            providers::opencode::exit_error,
+        ),
+    };
+    result.explain_exit = Some(explain);
+    command.confine = confine;
+    Ok(command)
+}
+
+/// The pure line parser of a provider.
+fn parser(provider: &str) -> fn(&str) -> Vec<TurnEvent> {
+    match provider {
+        "codex" => providers::codex::parse_line,
+        "gemini" => providers::gemini::parse_line,
+        _ => providers::opencode::parse_line,
+    }
+}
+
+/// Folds one event into the run's result, streaming text to the client as it comes.
+fn fold(result: &mut RunResult, event: TurnEvent, sink: &mut dyn Sink) {
+    match event {
+        TurnEvent::SessionId(id) => {
+            if result.session_id.is_none() {
+                result.session_id = Some(id);
+            }
+        }
+        TurnEvent::Text(text) => {
+            result.reply.push_str(&text);
+            sink.text(&text);
+        }
+        TurnEvent::Action(action) => result.actions.push(action),
+        TurnEvent::Usage(usage) => {
+            result.usage.prompt_tokens += usage.prompt_tokens;
+            result.usage.completion_tokens += usage.completion_tokens;
+            result.usage.cached_tokens += usage.cached_tokens;
+        }
+        TurnEvent::Warning(message) => result.warnings.push(message),
+        TurnEvent::Error(message) => result.last_error = Some(message),
+        TurnEvent::Completed => result.completed = true,
+    }
+}
+
+/// A run's private temp dir under `<data_dir>/run/tmp/` (0700), removed when dropped. The agent's
+/// `TMPDIR`: the host `/tmp` is shared by every tenant and stays closed to it.
+struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    fn create(data_dir: &std::path::Path) -> Result<RunDir> {
+        let path = data_dir
+            .join("run")
+            .join("tmp")
+            .join(crate::crypto::random_id("run_"));
+        crate::datadir::ensure_private_dir(&path)?;
+        Ok(RunDir { path })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            log::warn!("removing {}: {error}", self.path.display());
+        }
+    }
+}
+
+/// Records workspace states: trees in the gateway's snapshot repository, or file manifests
+/// without git.
 struct Tracker<'a> {
     dir: &'a std::path::Path,
     host: &'a crate::config::HostEnv,
-    /// The private index file; `None` when git is not available (manifest fallback).
-    index: Option<PathBuf>,
+    /// The workspace's snapshot store; `None` when git is not available (manifest fallback).
+    snapshots: Option<crate::workspace::Snapshots>,
 }
 
 /// One recorded workspace state.
@@ -585,31 +750,31 @@ struct State {
 
 impl<'a> Tracker<'a> {
     fn new(app: &'a App, request: &'a TurnRequest) -> Result<Tracker<'a>> {
-        static GIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let host = &app.config.host;
         let dir = request.workspace.as_path();
-        if !*GIT.get_or_init(|| crate::workspace::git_available(host)) {
+        if !git_on_host(host) {
             return Ok(Tracker {
                 dir,
                 host,
-                index: None,
+                snapshots: None,
             });
         }
-        crate::workspace::ensure_repo(dir, host)?;
-        let snapshots = app.config.storage.data_dir.join("snapshots");
-        crate::datadir::ensure_private_dir(&snapshots)?;
-        let name = crate::crypto::sha256_hex(dir.to_string_lossy().as_bytes());
+        // The workspace is the user's repository too (created here for a new workspace id).
+        crate::workspace::ensure_repo(dir, host, app.sandbox.repository_writer(dir))?;
         Ok(Tracker {
             dir,
             host,
-            index: Some(snapshots.join(format!("{}.index", &name[..16]))),
+            snapshots: Some(crate::workspace::Snapshots::of(
+                &app.config.storage.data_dir,
+                dir,
+            )),
         })
     }
 
     fn snapshot(&self) -> Result<State> {
-        match &self.index {
-            Some(index) => {
-                let snapshot = crate::workspace::snapshot(self.dir, self.host, index)?;
+        match &self.snapshots {
+            Some(snapshots) => {
+                let snapshot = snapshots.take(self.host)?;
                 Ok(State {
                     id: snapshot.tree.clone(),
                     snapshot: Some(snapshot),
@@ -633,13 +798,14 @@ impl<'a> Tracker<'a> {
         after: &State,
     ) -> Result<(Vec<crate::workspace::Change>, String)> {
         match (
+            &self.snapshots,
             &before.snapshot,
             &after.snapshot,
             &before.manifest,
             &after.manifest,
         ) {
-            (Some(a), Some(b), _, _) => crate::workspace::diff(self.dir, self.host, a, b),
-            (_, _, Some(a), Some(b)) => {
+            (Some(store), Some(a), Some(b), _, _) => store.diff(self.host, a, b),
+            (_, _, _, Some(a), Some(b)) => {
                 Ok((crate::workspace::manifest_changes(a, b), String::new()))
             }
             _ => Err(Error::Internal(
@@ -649,11 +815,18 @@ impl<'a> Tracker<'a> {
     }
 }
 
+/// Whether git is on the host (asked once per process).
+fn git_on_host(host: &crate::config::HostEnv) -> bool {
+    static GIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GIT.get_or_init(|| crate::workspace::git_available(host))
+}
+
 struct StoreInput<'a> {
     request: &'a TurnRequest,
     key: Option<&'a str>,
     stored: Option<&'a store::sessions::Session>,
     turn_id: &'a str,
+    request_json: &'a str,
     prompt: &'a str,
     resumed: bool,
     result: &'a RunResult,
@@ -667,49 +840,55 @@ struct StoreInput<'a> {
     now: i64,
 }
 
-/// Writes the turn and the session in one transaction; returns the session id.
+/// A session row for a conversation's first turn.
+fn new_session(
+    key: &str,
+    entry: &store::turn_journal::Entry,
+    now: i64,
+) -> store::sessions::Session {
+    store::sessions::Session {
+        id: crate::crypto::random_id("ses_"),
+        session_key: key.to_string(),
+        user_id: entry.user_id.clone(),
+        workspace_id: entry.workspace_id.clone(),
+        workspace_path: entry.workspace_path.clone(),
+        client_session_id: entry.client_session_id.clone().unwrap_or_default(),
+        provider: entry.provider.clone(),
+        model: entry.model.clone(),
+        cli_session_id: None,
+        account_id: None,
+        transcript_hash: String::new(),
+        request_hash: String::new(),
+        message_count: 0,
+        turn_count: 0,
+        dirty: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Writes the turn and the session, and drops the turn's journal entry, in one transaction;
+/// returns the session id.
 fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
     let request = input.request;
-    let request_json = serde_json::to_string(
-        &request
-            .messages
-            .iter()
-            .map(|m| serde_json::json!({"role": m.role, "content": m.text}))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_default();
     let actions_json =
         serde_json::to_string(&actions_to_json(&input.result.actions)).unwrap_or_default();
     let files_json = serde_json::to_string(input.modified_files).unwrap_or_default();
     app.store.write(|tx| {
         let session = match input.key {
             Some(key) => {
-                let mut session =
-                    input
-                        .stored
-                        .cloned()
-                        .unwrap_or_else(|| store::sessions::Session {
-                            id: crate::crypto::random_id("ses_"),
-                            session_key: key.to_string(),
-                            user_id: request.user_id.clone(),
-                            workspace_id: request.workspace_id.clone(),
-                            workspace_path: request.workspace.display().to_string(),
-                            client_session_id: request
-                                .client_session_id
-                                .clone()
-                                .unwrap_or_default(),
-                            provider: request.provider.to_string(),
-                            model: request.model.clone(),
-                            cli_session_id: None,
-                            account_id: None,
-                            transcript_hash: String::new(),
-                            request_hash: String::new(),
-                            message_count: 0,
-                            turn_count: 0,
-                            dirty: false,
-                            created_at: input.now,
-                            updated_at: input.now,
-                        });
+                let mut session = input.stored.cloned().unwrap_or_else(|| {
+                    let entry = store::turn_journal::Entry {
+                        user_id: request.user_id.clone(),
+                        workspace_id: request.workspace_id.clone(),
+                        workspace_path: request.workspace.display().to_string(),
+                        client_session_id: request.client_session_id.clone(),
+                        provider: request.provider.to_string(),
+                        model: request.model.clone(),
+                        ..store::turn_journal::Entry::default()
+                    };
+                    new_session(key, &entry, input.now)
+                });
                 session.provider = request.provider.to_string();
                 session.model = request.model.clone();
                 session.turn_count += 1;
@@ -763,7 +942,7 @@ fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
                 model: request.model.clone(),
                 cli_session_id: input.cli_session_id.map(str::to_string),
                 resumed: input.resumed,
-                request_messages: request_json.clone(),
+                request_messages: input.request_json.to_string(),
                 prompt: input.prompt.to_string(),
                 reply: input.result.reply.clone(),
                 actions: actions_json.clone(),
@@ -783,8 +962,99 @@ fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<String>> {
                 created_at: input.now,
             },
         )?;
+        store::turn_journal::delete(tx, input.turn_id)?;
         Ok(session.map(|s| s.id))
     })
+}
+
+/// Stores every turn the journal holds — turns a crash, kill -9 or power loss interrupted — as
+/// `interrupted`, with the workspace changes made since its first snapshot (the turn is `dirty`
+/// when there are any, and so is its session). Runs at start-up, after the process groups the
+/// previous run left were killed, before requests are served. Returns how many were recovered.
+pub fn recover_interrupted(app: &App) -> Result<usize> {
+    let entries = app.store.read(store::turn_journal::list)?;
+    for entry in &entries {
+        let workspace = std::path::Path::new(&entry.workspace_path);
+        let changes = if git_on_host(&app.config.host) && workspace.is_dir() {
+            let snapshots =
+                crate::workspace::Snapshots::of(&app.config.storage.data_dir, workspace);
+            snapshots.take(&app.config.host).and_then(|after| {
+                let before = crate::workspace::Snapshot::from_tree(entry.before_tree.clone());
+                let (changes, _) = snapshots.diff(&app.config.host, &before, &after)?;
+                Ok((after.tree, changes))
+            })
+        } else {
+            Err(Error::Internal(
+                "the workspace cannot be snapshotted".to_string(),
+            ))
+        };
+        let (after_tree, files, dirty) = match changes {
+            Ok((tree, changes)) => {
+                let files: Vec<String> = changes.into_iter().map(|c| c.path).collect();
+                let dirty = !files.is_empty();
+                (Some(tree), files, dirty)
+            }
+            Err(error) => {
+                log::warn!(
+                    "interrupted turn {}: its changes in {} are unknown ({error})",
+                    entry.turn_id,
+                    entry.workspace_path
+                );
+                (None, Vec::new(), true)
+            }
+        };
+        let now = crate::clock::now_ms();
+        app.store.write(|tx| {
+            let session = match &entry.session_key {
+                Some(key) => {
+                    let mut session = store::sessions::find_by_key(tx, key)?
+                        .unwrap_or_else(|| new_session(key, entry, now));
+                    session.turn_count += 1;
+                    session.updated_at = now;
+                    session.dirty = dirty;
+                    store::sessions::upsert(tx, &session)?;
+                    Some(session)
+                }
+                None => None,
+            };
+            store::turns::insert(
+                tx,
+                &store::turns::Turn {
+                    id: entry.turn_id.clone(),
+                    session_id: session.as_ref().map(|s| s.id.clone()),
+                    turn_index: session.as_ref().map(|s| s.turn_count).unwrap_or(1),
+                    provider: entry.provider.clone(),
+                    model: entry.model.clone(),
+                    request_messages: entry.request_messages.clone(),
+                    prompt: entry.prompt.clone(),
+                    actions: "[]".to_string(),
+                    modified_files: serde_json::to_string(&files).unwrap_or_default(),
+                    duration_ms: (now - entry.started_at).max(0),
+                    status: "interrupted".to_string(),
+                    error: Some(
+                        "the gateway stopped during this turn (crash, kill or power loss); the \
+                         changes it made are kept"
+                            .to_string(),
+                    ),
+                    dirty,
+                    account_id: entry.account_id.clone(),
+                    workspace_path: entry.workspace_path.clone(),
+                    before_tree: Some(entry.before_tree.clone()),
+                    after_tree: after_tree.clone(),
+                    created_at: entry.started_at,
+                    ..store::turns::Turn::default()
+                },
+            )?;
+            store::turn_journal::delete(tx, &entry.turn_id)
+        })?;
+        log::warn!(
+            "recovered interrupted turn {} in {} ({} changed file(s))",
+            entry.turn_id,
+            entry.workspace_path,
+            files.len()
+        );
+    }
+    Ok(entries.len())
 }
 
 /// Actions as plain JSON values (the wire form lives with the data so turns store it verbatim).
@@ -799,4 +1069,51 @@ pub fn actions_to_json(actions: &[Action]) -> Vec<serde_json::Value> {
             Action::Tool { name, ok } => serde_json::json!({"type": "tool", "name": name, "ok": ok}),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(dir: &std::path::Path) -> App {
+        let mut config = crate::config::Config::default();
+        config.storage.data_dir = dir.join("data");
+        config.workspace.root = dir.join("workspaces");
+        config.host.path = "/usr/bin:/bin".to_string();
+        App::open(config, "secret-for-tests".to_string()).unwrap()
+    }
+
+    fn request(via_user_key: bool) -> TurnRequest {
+        TurnRequest {
+            user_id: "uag_usr_test".to_string(),
+            provider: "codex",
+            model: "gpt-5".to_string(),
+            messages: vec![Message::new("user", "hi")],
+            workspace_id: "default".to_string(),
+            workspace: PathBuf::from("/nonexistent"),
+            client_session_id: None,
+            via_user_key,
+        }
+    }
+
+    #[test]
+    fn without_landlock_user_keys_are_refused_and_the_operator_is_not() {
+        let dir = std::env::temp_dir().join(crate::crypto::random_id("codara-engine-"));
+        let mut app = app(&dir);
+        app.sandbox = crate::sandbox::Sandbox::without_landlock_for_tests();
+        let refused = preflight(&app, &request(true)).unwrap_err();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(refused.code(), "sandbox_unavailable");
+        assert!(refused.to_string().contains("Landlock"), "{refused}");
+        // The operator's own turns pass this check (and here fail on the missing CLI instead).
+        let operator = preflight(&app, &request(false)).unwrap_err();
+        assert_eq!(operator.code(), "provider_unavailable");
+        // With the sandbox switched off on purpose, user keys pass too.
+        app.sandbox = crate::sandbox::Sandbox::off();
+        assert_eq!(
+            preflight(&app, &request(true)).unwrap_err().code(),
+            "provider_unavailable"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

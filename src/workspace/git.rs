@@ -1,24 +1,28 @@
-//! Git plumbing for per-turn snapshots: a private index file, tree objects kept alive by private
-//! refs, `diff-tree` between two trees, and restore with `read-tree --reset -u`.
+//! Git for workspaces: per-turn snapshots, diffs between them and restore, in a repository the
+//! gateway owns; and the few commands that touch a user's own repository (init, metadata, the
+//! initial commit of a project).
 //!
-//! Every command runs through `providers::runner` with `GIT_DIR`/`GIT_WORK_TREE` set explicitly
-//! (no discovery into a parent repository, no `core.worktree` redirect) and with config overrides
-//! that keep workspace-controlled config from running programs (fsmonitor, hooks) or changing
-//! bytes (autocrlf). Must not touch the user's index (`.git/index`), HEAD or branches: snapshots
-//! live in `GIT_INDEX_FILE=<private index>` and under [`SNAPSHOT_REFS`].
+//! Snapshots never read workspace-controlled configuration: they live in a bare repository under
+//! `<data_dir>/snapshots/` (`GIT_DIR` there, `GIT_WORK_TREE` = the workspace), with an environment
+//! built from scratch (no system or global config), `-c` overrides that disable hooks, fsmonitor
+//! and pagers, and `info/attributes` that switches off filters and line-ending conversion — so a
+//! filter, hook or `include.path` an agent planted in the workspace never runs, and snapshots are
+//! byte-exact. Commands on a user's repository (`<dir>/.git`, whose config the agent controls) run
+//! under that user's Landlock confinement when the sandbox is enforced. Must not touch the user's
+//! index, HEAD or branches.
 
 use super::{Change, ChangeKind};
 use crate::config::HostEnv;
 use crate::error::{Error, Result};
-use crate::providers::runner;
+use crate::process::{self, CommandSpec};
+use crate::sandbox::Policy;
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-/// Largest diff text returned by [`diff`]; longer diffs end with a truncation marker.
+/// Largest diff text returned by [`Snapshots::diff`]; longer diffs end with a truncation marker.
 pub const MAX_DIFF_BYTES: usize = 1024 * 1024;
 
 /// Ref namespace that keeps snapshot trees reachable: `refs/codara/snapshots/<tree>` → tree.
@@ -28,25 +32,43 @@ pub const SNAPSHOT_REFS: &str = "refs/codara/snapshots/";
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How much of git's stderr an error message keeps.
 const STDERR_TAIL_CHARS: usize = 1500;
-/// Identity written to a new repository's local config when none is configured.
+/// Identity written to a repository Codara creates, so commits in the workspace work.
 pub(super) const DEFAULT_IDENTITY: [(&str, &str); 2] =
     [("user.name", "Codara"), ("user.email", "codara@localhost")];
 
-/// `-c` overrides for every command: workspace config (writable by the agent) must not make the
-/// gateway run programs, and snapshots must be byte-exact.
+/// `-c` overrides for every command (they win over any repository config): nothing git could
+/// run on its own (hooks, fsmonitor, pagers, signing, ssh), bytes exactly as on disk.
 const CONFIG_OVERRIDES: &[&str] = &[
     "core.fsmonitor=false",
     "core.hooksPath=/dev/null",
+    "core.attributesFile=/dev/null",
+    "core.pager=cat",
+    "core.sshCommand=false",
     "core.autocrlf=false",
     "core.safecrlf=false",
     "core.quotePath=false",
     "core.splitIndex=false",
     "core.sparseCheckout=false",
+    "core.untrackedCache=false",
+    "gpg.program=false",
+    "log.showSignature=false",
+    "commit.gpgSign=false",
+    "protocol.allow=never",
     "submodule.recurse=false",
     "gc.auto=0",
     "maintenance.auto=false",
     "advice.addEmbeddedRepo=false",
 ];
+
+/// The empty tree in SHA-1 and SHA-256 repositories.
+const EMPTY_TREES: [&str; 2] = [
+    "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+];
+
+/// `info/attributes` of a snapshot repository: it outranks every `.gitattributes` in the tree, so
+/// no filter driver, `ident` or end-of-line conversion applies to what a snapshot records.
+const SNAPSHOT_ATTRIBUTES: &str = "* -text -eol -ident -filter -working-tree-encoding\n";
 
 /// A recorded state of a workspace's working tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,213 +96,314 @@ pub fn git_available(host: &HostEnv) -> bool {
     let Ok(program) = find_git(host) else {
         return false;
     };
-    let mut command = runner::command(&program, host);
-    command.arg("--version");
-    runner::capture(command, Duration::from_secs(10)).is_ok_and(|c| c.code == Some(0))
+    let spec = hardened(&program, host, &std::env::temp_dir()).args(["--version"]);
+    process::capture(&spec, Duration::from_secs(10)).is_ok_and(|c| c.code == Some(0))
 }
 
 /// Creates `dir` (0700) if missing and makes it a git repository if it is not one, with a local
-/// `user.name`/`user.email` only when none is configured, so commits in the workspace work.
-/// An existing repository is left exactly as it is.
-pub fn ensure_repo(dir: &Path, host: &HostEnv) -> Result<()> {
+/// identity so commits in the workspace work. An existing repository is left exactly as it is
+/// (and not read: its configuration belongs to the workspace's agent). `init` runs under
+/// `confine`, the writer confinement of that workspace when the sandbox is enforced.
+/// Returns whether the repository was created now.
+pub fn ensure_repo(dir: &Path, host: &HostEnv, confine: Option<Policy>) -> Result<bool> {
     crate::datadir::ensure_private_dir(dir)?;
-    // An existing repository is the user's: nothing to create, and its config stays theirs.
-    if dir.join(".git").exists() {
-        return Ok(());
+    if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
+        return Ok(false);
     }
-    let git = Git::open(dir, host)?;
+    let git = Git::user(dir, host, confine)?;
     git.run_unbound(["init", "-q"])?;
-    git.run(["rev-parse", "--git-dir"])?;
+    // The repository is brand new, so its config is ours: append the identity directly.
+    let config = dir.join(".git").join("config");
+    let mut identity = String::from("[user]\n");
     for (key, value) in DEFAULT_IDENTITY {
-        let args = ["config", "--get", key];
-        let found = git.output(args)?;
-        match found.code {
-            Some(0) => {}
-            Some(1) => {
-                git.run(["config", "--local", key, value])?;
+        let name = key.trim_start_matches("user.");
+        identity.push_str(&format!("\t{name} = {value}\n"));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&config)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, identity.as_bytes()))
+        .map_err(|e| Error::io(&config, e))?;
+    Ok(true)
+}
+
+/// The snapshot store of one workspace: a bare repository the gateway owns at
+/// `<data_dir>/snapshots/<hash of the workspace path>.git`, with the workspace as work tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshots {
+    git_dir: PathBuf,
+    work_tree: PathBuf,
+}
+
+impl Snapshots {
+    /// The store of `workspace` (nothing is created until the first [`Snapshots::take`]).
+    pub fn of(data_dir: &Path, workspace: &Path) -> Snapshots {
+        let name = crate::crypto::sha256_hex(workspace.to_string_lossy().as_bytes());
+        Snapshots {
+            git_dir: data_dir
+                .join("snapshots")
+                .join(format!("{}.git", &name[..16])),
+            work_tree: workspace.to_path_buf(),
+        }
+    }
+
+    /// The bare repository.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// Records the full working tree (tracked and untracked files that are not ignored by the
+    /// tree's own `.gitignore` files; never `.git/`) as a tree in the gateway's repository and
+    /// keeps it reachable under `refs/codara/snapshots/<tree>`. The repository's index persists
+    /// between calls, which keeps later snapshots cheap (git re-hashes only files whose stat data
+    /// changed). Files tracked by the user's own repository despite `.gitignore` are not
+    /// recorded: the user's repository is not read.
+    pub fn take(&self, host: &HostEnv) -> Result<Snapshot> {
+        self.ensure(host)?;
+        let git = Git::snapshots(self, host)?;
+        clear_stale_lock(&self.git_dir.join("index.lock"))?;
+        let args = ["add", "-A", "--ignore-errors", "--no-warn-embedded-repo"];
+        let added = git.output(args)?;
+        // With --ignore-errors, exit 1 means "some files could not be added"; the rest are in.
+        let partial = added.code == Some(1) && !added.stderr.contains("fatal:");
+        if added.code != Some(0) && !partial {
+            return Err(git.failure(args, &added));
+        }
+        let warnings = added
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        let tree = git.run(["write-tree"])?.trim().to_string();
+        check_object_id(&tree)?;
+        git.run(["update-ref", &format!("{SNAPSHOT_REFS}{tree}"), &tree])?;
+        Ok(Snapshot { tree, warnings })
+    }
+
+    /// The files that differ between two snapshots, and the unified diff between them (binary
+    /// files as git marks them, `Binary files a/x and b/x differ`; capped at [`MAX_DIFF_BYTES`]
+    /// with a truncation marker). Paths are workspace-relative; renames show as a delete and an
+    /// add. 404 when a snapshot is not in this store (recorded before snapshots moved here).
+    pub fn diff(
+        &self,
+        host: &HostEnv,
+        before: &Snapshot,
+        after: &Snapshot,
+    ) -> Result<(Vec<Change>, String)> {
+        self.diff_limited(host, before, after, MAX_DIFF_BYTES)
+    }
+
+    fn diff_limited(
+        &self,
+        host: &HostEnv,
+        before: &Snapshot,
+        after: &Snapshot,
+        limit: usize,
+    ) -> Result<(Vec<Change>, String)> {
+        check_object_id(&before.tree)?;
+        check_object_id(&after.tree)?;
+        if before.tree == after.tree {
+            return Ok((Vec::new(), String::new()));
+        }
+        let git = Git::snapshots(self, host)?;
+        self.check_present(&git, &[before, after])?;
+        // Output goes to files: a pipe capped by the runner would cut a long listing short.
+        let listing = TempOutput::create()?;
+        git.run([
+            "diff-tree",
+            "-r",
+            "-z",
+            "--raw",
+            "--numstat",
+            "--no-renames",
+            &listing.flag(),
+            &before.tree,
+            &after.tree,
+        ])?;
+        let changes = parse_listing(&listing.read_all()?);
+        let patch = TempOutput::create()?;
+        git.run([
+            "diff-tree",
+            "-r",
+            "-p",
+            "--no-renames",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            &patch.flag(),
+            &before.tree,
+            &after.tree,
+        ])?;
+        let text = patch.read_capped(limit)?;
+        Ok((changes, text))
+    }
+
+    /// Makes the working tree equal to `snapshot`: files added since are removed (and directories
+    /// left empty by that), modified and deleted ones are restored. Ignored files stay, except
+    /// where one sits on a path the snapshot needs. Embedded repositories are left in place.
+    ///
+    /// First records the current state (returned, and kept reachable like every snapshot, so a
+    /// restore can itself be undone), then runs `read-tree --reset -u` on this workspace's own
+    /// index in the gateway's repository; the user's repository is not touched.
+    pub fn restore(&self, host: &HostEnv, snapshot: &Snapshot) -> Result<Snapshot> {
+        check_object_id(&snapshot.tree)?;
+        let git = Git::snapshots(self, host)?;
+        self.check_present(&git, &[snapshot])?;
+        // Brings the index in line with the working tree, so `--reset -u` sees every file.
+        let current = self.take(host)?;
+        if current.tree == snapshot.tree {
+            return Ok(current);
+        }
+        git.run(["read-tree", "--reset", "-u", &snapshot.tree])?;
+        Ok(current)
+    }
+
+    /// Deletes the store (when its workspace is deleted).
+    pub fn remove(&self) -> Result<()> {
+        match std::fs::remove_dir_all(&self.git_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&self.git_dir, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates the bare repository with its attributes on first use.
+    fn ensure(&self, host: &HostEnv) -> Result<()> {
+        if self.git_dir.join("HEAD").is_file() {
+            return Ok(());
+        }
+        if let Some(parent) = self.git_dir.parent() {
+            crate::datadir::ensure_private_dir(parent)?;
+        }
+        let program = find_git(host)?;
+        let spec = hardened(&program, host, &std::env::temp_dir()).args([
+            "init".to_string(),
+            "-q".to_string(),
+            "--bare".to_string(),
+            self.git_dir.to_string_lossy().into_owned(),
+        ]);
+        let captured = process::capture(&spec, GIT_TIMEOUT)?;
+        if captured.code != Some(0) {
+            return Err(Error::Internal(format!(
+                "`git init --bare {}` failed: {}",
+                self.git_dir.display(),
+                tail(captured.stderr.trim(), STDERR_TAIL_CHARS)
+            )));
+        }
+        let info = self.git_dir.join("info");
+        crate::datadir::ensure_private_dir(&info)?;
+        let attributes = info.join("attributes");
+        std::fs::write(&attributes, SNAPSHOT_ATTRIBUTES).map_err(|e| Error::io(&attributes, e))
+    }
+
+    /// 404 when a tree is not in this store (a turn recorded before snapshots moved here). The
+    /// empty tree is always there: git knows it without storing it.
+    fn check_present(&self, git: &Git<'_>, snapshots: &[&Snapshot]) -> Result<()> {
+        for snapshot in snapshots {
+            if EMPTY_TREES.contains(&snapshot.tree.as_str()) {
+                continue;
             }
-            _ => return Err(git.failure(args, &found)),
+            let found = self.git_dir.join("HEAD").is_file()
+                && git.output(["cat-file", "-e", &snapshot.tree])?.code == Some(0);
+            if !found {
+                return Err(Error::NotFound(format!(
+                    "snapshot {} of {} is not in the gateway's snapshot store (turns recorded \
+                     before Codara kept snapshots outside the workspace cannot be diffed or \
+                     reverted)",
+                    snapshot.tree,
+                    self.work_tree.display()
+                )));
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Records the full working tree (tracked and untracked files that are not ignored; never
-/// `.git/`) as a git tree, using `private_index` so the user's index, HEAD and branches stay
-/// untouched, and keeps it reachable under `refs/codara/snapshots/<tree>`.
-///
-/// A missing private index is seeded from HEAD, so files the user tracks despite `.gitignore`
-/// are included from the first snapshot on. The index persists between calls, which keeps later
-/// snapshots cheap (git re-hashes only files whose stat data changed).
-pub fn snapshot(dir: &Path, host: &HostEnv, private_index: &Path) -> Result<Snapshot> {
-    let index = private_index_path(private_index)?;
-    let git = Git::open(dir, host)?.with_index(&index);
-    if !index.exists() {
-        let head = git.output(["rev-parse", "-q", "--verify", "HEAD^{tree}"])?;
-        if head.code == Some(0) {
-            git.run(["read-tree", head.stdout.trim()])?;
-        }
+/// The environment and options every git command gets, whatever repository it touches: `PATH`
+/// only from the host, no system, global or home configuration, no prompts, no optional locks.
+fn hardened(program: &Path, host: &HostEnv, cwd: &Path) -> CommandSpec {
+    let mut spec = CommandSpec::new(program, cwd)
+        .env("PATH", host.path.clone())
+        .env("LC_ALL", "C")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_ATTR_NOSYSTEM", "1")
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_NO_REPLACE_OBJECTS", "1");
+    for value in CONFIG_OVERRIDES {
+        spec = spec.args(["-c", value]);
     }
-    let args = ["add", "-A", "--ignore-errors", "--no-warn-embedded-repo"];
-    let added = git.output(args)?;
-    // With --ignore-errors, exit 1 means "some files could not be added"; the rest are in.
-    let partial = added.code == Some(1) && !added.stderr.contains("fatal:");
-    if added.code != Some(0) && !partial {
-        return Err(git.failure(args, &added));
-    }
-    let warnings = added
-        .stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    let tree = git.run(["write-tree"])?.trim().to_string();
-    check_object_id(&tree)?;
-    git.run(["update-ref", &format!("{SNAPSHOT_REFS}{tree}"), &tree])?;
-    Ok(Snapshot { tree, warnings })
+    spec
 }
 
-/// The files that differ between two snapshots, and the unified diff between them (binary files
-/// as git marks them, `Binary files a/x and b/x differ`; capped at [`MAX_DIFF_BYTES`] with a
-/// truncation marker). Paths are workspace-relative; renames show as a delete and an add.
-pub fn diff(
-    dir: &Path,
-    host: &HostEnv,
-    before: &Snapshot,
-    after: &Snapshot,
-) -> Result<(Vec<Change>, String)> {
-    diff_limited(dir, host, before, after, MAX_DIFF_BYTES)
-}
-
-fn diff_limited(
-    dir: &Path,
-    host: &HostEnv,
-    before: &Snapshot,
-    after: &Snapshot,
-    limit: usize,
-) -> Result<(Vec<Change>, String)> {
-    check_object_id(&before.tree)?;
-    check_object_id(&after.tree)?;
-    if before.tree == after.tree {
-        return Ok((Vec::new(), String::new()));
-    }
-    let git = Git::open(dir, host)?;
-    // Output goes to files: a pipe capped by the runner would cut a long listing short.
-    let listing = TempOutput::create()?;
-    git.run([
-        OsStr::new("diff-tree"),
-        OsStr::new("-r"),
-        OsStr::new("-z"),
-        OsStr::new("--raw"),
-        OsStr::new("--numstat"),
-        OsStr::new("--no-renames"),
-        &listing.flag(),
-        OsStr::new(&before.tree),
-        OsStr::new(&after.tree),
-    ])?;
-    let changes = parse_listing(&listing.read_all()?);
-    let patch = TempOutput::create()?;
-    git.run([
-        OsStr::new("diff-tree"),
-        OsStr::new("-r"),
-        OsStr::new("-p"),
-        OsStr::new("--no-renames"),
-        OsStr::new("--no-color"),
-        OsStr::new("--no-ext-diff"),
-        OsStr::new("--no-textconv"),
-        OsStr::new("--src-prefix=a/"),
-        OsStr::new("--dst-prefix=b/"),
-        &patch.flag(),
-        OsStr::new(&before.tree),
-        OsStr::new(&after.tree),
-    ])?;
-    let text = patch.read_capped(limit)?;
-    Ok((changes, text))
-}
-
-/// Makes the working tree equal to `snapshot`: files added since are removed (and directories
-/// left empty by that), modified and deleted ones are restored. Ignored files stay, except where
-/// one sits on a path the snapshot needs. Embedded repositories are left in place.
-///
-/// First records the current state (returned, and kept reachable like every snapshot, so a
-/// restore can itself be undone), then runs `read-tree --reset -u` on the private index only;
-/// the user's index, HEAD and branches are not touched.
-pub fn restore(
-    dir: &Path,
-    host: &HostEnv,
-    snapshot: &Snapshot,
-    private_index: &Path,
-) -> Result<Snapshot> {
-    check_object_id(&snapshot.tree)?;
-    // Brings the private index in line with the working tree, so `--reset -u` sees every file.
-    let current = self::snapshot(dir, host, private_index)?;
-    if current.tree == snapshot.tree {
-        return Ok(current);
-    }
-    let index = private_index_path(private_index)?;
-    let git = Git::open(dir, host)?.with_index(&index);
-    git.run(["read-tree", "--reset", "-u", &snapshot.tree])?;
-    Ok(current)
-}
-
-/// One workspace's git invocations (shared with the sibling `inventory` and `projects` modules).
+/// One repository's git invocations (shared with the sibling `inventory` and `projects` modules).
 pub(super) struct Git<'a> {
     program: PathBuf,
     host: &'a HostEnv,
     work_tree: PathBuf,
-    index: Option<PathBuf>,
+    git_dir: PathBuf,
+    confine: Option<Policy>,
 }
 
 impl<'a> Git<'a> {
-    pub(super) fn open(dir: &Path, host: &'a HostEnv) -> Result<Git<'a>> {
+    /// Commands on the gateway's snapshot repository of a workspace (unconfined: it reads only
+    /// configuration the gateway wrote).
+    fn snapshots(store: &Snapshots, host: &'a HostEnv) -> Result<Git<'a>> {
         Ok(Git {
             program: find_git(host)?,
             host,
-            work_tree: std::path::absolute(dir).map_err(|e| Error::io(dir, e))?,
-            index: None,
+            work_tree: std::path::absolute(&store.work_tree)
+                .map_err(|e| Error::io(&store.work_tree, e))?,
+            git_dir: store.git_dir.clone(),
+            confine: None,
         })
     }
 
-    fn with_index(mut self, index: &Path) -> Git<'a> {
-        self.index = Some(index.to_path_buf());
-        self
+    /// Commands on the user's repository `<dir>/.git`, under `confine`.
+    pub(super) fn user(dir: &Path, host: &'a HostEnv, confine: Option<Policy>) -> Result<Git<'a>> {
+        let work_tree = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Git {
+            program: find_git(host)?,
+            host,
+            git_dir: work_tree.join(".git"),
+            work_tree,
+            confine,
+        })
     }
 
-    /// A git command in the work tree, not bound to `.git` (for `init`).
-    fn base_command<I, S>(&self, args: I) -> Command
+    /// A git command in the work tree, not bound to a git directory (for `init`).
+    fn spec<I, S>(&self, args: I) -> CommandSpec
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = runner::command(&self.program, self.host);
-        for value in CONFIG_OVERRIDES {
-            command.arg("-c").arg(value);
-        }
-        command
-            .args(args)
-            .current_dir(&self.work_tree)
-            .env("GIT_OPTIONAL_LOCKS", "0")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_NO_REPLACE_OBJECTS", "1")
-            .env("LC_ALL", "C");
-        if let Some(index) = &self.index {
-            command.env("GIT_INDEX_FILE", index);
-        }
-        command
+        let mut spec = hardened(&self.program, self.host, &self.work_tree).args(
+            args.into_iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        );
+        spec.confine = self.confine.clone();
+        spec
     }
 
-    /// Runs `args` against `<dir>/.git` and `<dir>`; any exit code is returned to the caller.
-    pub(super) fn output<I, S>(&self, args: I) -> Result<runner::Captured>
+    /// Runs `args` against the git directory and the work tree; any exit code is returned to
+    /// the caller.
+    pub(super) fn output<I, S>(&self, args: I) -> Result<process::Captured>
     where
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<OsStr>,
     {
-        let mut command = self.base_command(args.clone());
-        command
-            .env("GIT_DIR", self.work_tree.join(".git"))
-            .env("GIT_WORK_TREE", &self.work_tree);
-        runner::capture(command, GIT_TIMEOUT).map_err(|e| {
+        let spec = self
+            .spec(args.clone())
+            .env("GIT_DIR", self.git_dir.to_string_lossy().into_owned())
+            .env(
+                "GIT_WORK_TREE",
+                self.work_tree.to_string_lossy().into_owned(),
+            );
+        process::capture(&spec, GIT_TIMEOUT).map_err(|e| {
             Error::Internal(format!(
                 "`{}` in {}: {e}",
                 describe(args),
@@ -309,8 +432,7 @@ impl<'a> Git<'a> {
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<OsStr>,
     {
-        let command = self.base_command(args.clone());
-        let captured = runner::capture(command, GIT_TIMEOUT).map_err(|e| {
+        let captured = process::capture(&self.spec(args.clone()), GIT_TIMEOUT).map_err(|e| {
             Error::Internal(format!(
                 "`{}` in {}: {e}",
                 describe(args.clone()),
@@ -324,7 +446,7 @@ impl<'a> Git<'a> {
     }
 
     /// The error for a git command that exited badly: command, directory, exit code, stderr tail.
-    pub(super) fn failure<I, S>(&self, args: I, captured: &runner::Captured) -> Error
+    pub(super) fn failure<I, S>(&self, args: I, captured: &process::Captured) -> Error
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -387,25 +509,18 @@ fn check_object_id(id: &str) -> Result<()> {
     }
 }
 
-/// The absolute private index path, its directory created (0700), and a stale lock (left by a
-/// git killed at its deadline; turns in a workspace are serialized) removed.
-fn private_index_path(private_index: &Path) -> Result<PathBuf> {
-    let index = std::path::absolute(private_index).map_err(|e| Error::io(private_index, e))?;
-    if let Some(parent) = index.parent() {
-        crate::datadir::ensure_private_dir(parent)?;
-    }
-    let mut lock = index.clone().into_os_string();
-    lock.push(".lock");
-    let lock = PathBuf::from(lock);
-    let stale = std::fs::metadata(&lock)
+/// Removes an index lock left by a git killed at its deadline (turns in a workspace are
+/// serialized, so an old lock is never a live one).
+fn clear_stale_lock(lock: &Path) -> Result<()> {
+    let stale = std::fs::metadata(lock)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age > GIT_TIMEOUT);
     if stale {
-        std::fs::remove_file(&lock).map_err(|e| Error::io(&lock, e))?;
+        std::fs::remove_file(lock).map_err(|e| Error::io(lock, e))?;
     }
-    Ok(index)
+    Ok(())
 }
 
 /// Parses `diff-tree -r -z --raw --numstat` output: raw records (`:<modes> <ids> <status>` NUL
@@ -468,10 +583,8 @@ impl TempOutput {
         Ok(TempOutput { path })
     }
 
-    fn flag(&self) -> OsString {
-        let mut flag = OsString::from("--output=");
-        flag.push(&self.path);
-        flag
+    fn flag(&self) -> String {
+        format!("--output={}", self.path.display())
     }
 
     fn read_all(&self) -> Result<Vec<u8>> {
@@ -521,20 +634,20 @@ mod tests {
         }
     }
 
-    /// A temporary workspace (and a private index beside it), removed when dropped.
+    /// A temporary workspace (a user repository) and a data dir beside it, removed when dropped.
     struct Temp {
         base: PathBuf,
         dir: PathBuf,
-        index: PathBuf,
+        store: Snapshots,
     }
 
     impl Temp {
         fn new() -> Temp {
             let base = std::env::temp_dir().join(crate::crypto::random_id("codara-ws-test-"));
             let dir = base.join("ws");
-            let index = base.join("state").join("index");
-            ensure_repo(&dir, &host()).unwrap();
-            Temp { base, dir, index }
+            ensure_repo(&dir, &host(), None).unwrap();
+            let store = Snapshots::of(&base.join("data"), &dir);
+            Temp { base, dir, store }
         }
 
         fn write(&self, path: &str, bytes: &[u8]) {
@@ -548,24 +661,30 @@ mod tests {
         }
 
         fn snapshot(&self) -> Snapshot {
-            snapshot(&self.dir, &host(), &self.index).unwrap()
+            self.store.take(&host()).unwrap()
         }
 
         fn diff(&self, before: &Snapshot, after: &Snapshot) -> (Vec<Change>, String) {
-            diff(&self.dir, &host(), before, after).unwrap()
+            self.store.diff(&host(), before, after).unwrap()
         }
 
-        /// Runs git as a user would (default index, identity given on the command line).
+        /// Runs git as a user would (their repository, identity given on the command line).
         fn git(&self, args: &[&str]) -> String {
             let program = find_git(&host()).unwrap();
-            let mut command = runner::command(&program, &host());
-            command
+            let spec = CommandSpec::new(program, &self.dir)
+                .env("PATH", host().path)
                 .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-                .args(args)
-                .current_dir(&self.dir);
-            let out = runner::capture(command, Duration::from_secs(60)).unwrap();
+                .args(args.iter().copied());
+            let out = process::capture(&spec, Duration::from_secs(60)).unwrap();
             assert_eq!(out.code, Some(0), "git {args:?}: {}", out.stderr);
             out.stdout
+        }
+
+        /// Runs git on the gateway's snapshot repository.
+        fn store_git(&self, args: &[&str]) -> String {
+            let host = host();
+            let git = Git::snapshots(&self.store, &host).unwrap();
+            git.run(args.iter().copied()).unwrap()
         }
     }
 
@@ -596,7 +715,7 @@ mod tests {
             "codara@localhost"
         );
         ws.git(&["config", "--local", "user.name", "Someone"]);
-        ensure_repo(&ws.dir, &host()).unwrap();
+        assert!(!ensure_repo(&ws.dir, &host(), None).unwrap());
         assert_eq!(
             ws.git(&["config", "--local", "user.name"]).trim(),
             "Someone"
@@ -607,7 +726,9 @@ mod tests {
             home: None,
         };
         assert!(!git_available(&nowhere));
-        let error = snapshot(&ws.dir, &nowhere, &ws.index).unwrap_err();
+        let error = Snapshots::of(&ws.base.join("other"), &ws.dir)
+            .take(&nowhere)
+            .unwrap_err();
         assert_eq!(error.code(), "git_unavailable");
     }
 
@@ -675,7 +796,7 @@ mod tests {
         let after = ws.snapshot();
         assert_ne!(before.tree, after.tree);
 
-        let replaced = restore(&ws.dir, &host(), &before, &ws.index).unwrap();
+        let replaced = ws.store.restore(&host(), &before).unwrap();
         assert_eq!(replaced.tree, after.tree);
         assert_eq!(ws.read("edit.txt"), b"original\n");
         assert_eq!(ws.read("gone.txt"), b"keep me\n");
@@ -689,7 +810,7 @@ mod tests {
         assert_eq!(ws.snapshot().tree, before.tree);
 
         // The replaced state was kept, so the restore can be undone.
-        restore(&ws.dir, &host(), &replaced, &ws.index).unwrap();
+        ws.store.restore(&host(), &replaced).unwrap();
         assert_eq!(ws.read("new/nested/file.txt"), b"new\n");
         assert_eq!(ws.snapshot().tree, after.tree);
     }
@@ -734,10 +855,10 @@ mod tests {
         let status = ws.git(&["status", "--porcelain"]);
         let head = ws.git(&["rev-parse", "HEAD"]);
         let symbolic = ws.git(&["symbolic-ref", "HEAD"]);
-        let branches = ws.git(&["for-each-ref", "refs/heads"]);
+        let branches = ws.git(&["for-each-ref"]);
         let index = std::fs::read(ws.dir.join(".git/index")).unwrap();
 
-        ensure_repo(&ws.dir, &host()).unwrap();
+        ensure_repo(&ws.dir, &host(), None).unwrap();
         let before = ws.snapshot();
         ws.write("a.txt", b"agent\n");
         ws.write("agent.txt", b"new\n");
@@ -753,39 +874,22 @@ mod tests {
                 change("untracked.txt", ChangeKind::Deleted, false),
             ]
         );
-        restore(&ws.dir, &host(), &before, &ws.index).unwrap();
+        ws.store.restore(&host(), &before).unwrap();
 
         assert_eq!(std::fs::read(ws.dir.join(".git/index")).unwrap(), index);
         assert_eq!(ws.git(&["rev-parse", "HEAD"]), head);
         assert_eq!(ws.git(&["symbolic-ref", "HEAD"]), symbolic);
-        assert_eq!(ws.git(&["for-each-ref", "refs/heads"]), branches);
+        // No snapshot ref, object or branch lands in the user's repository.
+        assert_eq!(ws.git(&["for-each-ref"]), branches);
         assert_eq!(ws.git(&["status", "--porcelain"]), status);
         assert_eq!(ws.read("a.txt"), b"a2 staged\n");
         assert_eq!(ws.read("untracked.txt"), b"u\n");
         // Ignored files are outside snapshots: the agent's log write stays.
         assert_eq!(ws.read("debug.log"), b"agent log\n");
-        // Snapshot refs are not branches and do not show in the user's history.
         assert!(ws
-            .git(&["for-each-ref", SNAPSHOT_REFS])
+            .store_git(&["for-each-ref", SNAPSHOT_REFS])
             .contains(&format!("tree\t{SNAPSHOT_REFS}{}", before.tree)));
         assert_eq!(ws.git(&["log", "--all", "--format=%s"]), "first\n");
-    }
-
-    #[test]
-    fn files_tracked_despite_gitignore_are_included() {
-        let ws = Temp::new();
-        ws.write(".gitignore", b"build/\n");
-        ws.write("build/config.json", b"{}\n");
-        ws.git(&["add", "-f", "-A"]);
-        ws.git(&["commit", "-q", "-m", "tracked ignored"]);
-        let before = ws.snapshot();
-        ws.write("build/config.json", b"{\"x\":1}\n");
-        ws.write("build/output.o", b"\0obj");
-        let (changes, _) = ws.diff(&before, &ws.snapshot());
-        assert_eq!(
-            changes,
-            vec![change("build/config.json", ChangeKind::Modified, false)]
-        );
     }
 
     #[test]
@@ -795,9 +899,9 @@ mod tests {
         let snap = ws.snapshot();
         std::fs::remove_file(ws.dir.join("a.txt")).unwrap();
         ws.snapshot();
-        ws.git(&["gc", "-q", "--prune=now"]);
-        assert_eq!(ws.git(&["cat-file", "-t", &snap.tree]).trim(), "tree");
-        restore(&ws.dir, &host(), &snap, &ws.index).unwrap();
+        ws.store_git(&["gc", "-q", "--prune=now"]);
+        assert_eq!(ws.store_git(&["cat-file", "-t", &snap.tree]).trim(), "tree");
+        ws.store.restore(&host(), &snap).unwrap();
         assert_eq!(ws.read("a.txt"), b"only in a snapshot\n");
     }
 
@@ -805,7 +909,7 @@ mod tests {
     fn embedded_repository_without_a_commit_is_a_warning() {
         let ws = Temp::new();
         let before = ws.snapshot();
-        ensure_repo(&ws.dir.join("inner"), &host()).unwrap();
+        ensure_repo(&ws.dir.join("inner"), &host(), None).unwrap();
         ws.write("a.txt", b"a\n");
         let after = ws.snapshot();
         assert!(
@@ -824,7 +928,10 @@ mod tests {
         let body: String = (0..2000).map(|i| format!("line {i}\n")).collect();
         ws.write("big.txt", body.as_bytes());
         let after = ws.snapshot();
-        let (changes, text) = diff_limited(&ws.dir, &host(), &before, &after, 1000).unwrap();
+        let (changes, text) = ws
+            .store
+            .diff_limited(&host(), &before, &after, 1000)
+            .unwrap();
         assert_eq!(changes.len(), 1);
         assert!(text.len() < 1100, "{}", text.len());
         let last = text.lines().last().unwrap();
@@ -839,19 +946,100 @@ mod tests {
     }
 
     #[test]
-    fn bad_ids_and_missing_repos_are_clear_errors() {
+    fn bad_ids_unknown_trees_and_plain_directories() {
         let ws = Temp::new();
         let good = ws.snapshot();
         let bad = Snapshot::from_tree("--output=/tmp/x");
-        let error = diff(&ws.dir, &host(), &good, &bad).unwrap_err();
+        let error = ws.store.diff(&host(), &good, &bad).unwrap_err();
         assert!(error.to_string().contains("not a git tree id"), "{error}");
+        // A tree recorded elsewhere (before snapshots moved to the gateway's store) is a 404.
+        let foreign = Snapshot::from_tree("4b825dc642cb6eb9a060e54bf8d69288fbee4905");
+        let error = ws.store.diff(&host(), &good, &foreign).unwrap_err();
+        assert_eq!(error.status(), 404, "{error}");
+        // A directory that is no repository at all can still be snapshotted.
         let plain = ws.base.join("plain");
         std::fs::create_dir_all(&plain).unwrap();
-        let error = snapshot(&plain, &host(), &ws.index)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("git add -A"), "{error}");
-        assert!(error.contains("not a git repository"), "{error}");
+        std::fs::write(plain.join("f"), "x").unwrap();
+        let store = Snapshots::of(&ws.base.join("data"), &plain);
+        let snap = store.take(&host()).unwrap();
+        assert_ne!(snap.tree, good.tree);
+        assert!(!plain.join(".git").exists());
+    }
+
+    #[test]
+    fn snapshots_are_byte_exact_whatever_the_workspace_attributes_say() {
+        let ws = Temp::new();
+        ws.write(".gitattributes", b"* text eol=crlf ident\n");
+        ws.write("crlf.txt", b"one\r\ntwo\n$Id$\n");
+        let before = ws.snapshot();
+        let blob = ws.store_git(&["cat-file", "-p", &format!("{}:crlf.txt", before.tree)]);
+        assert_eq!(blob, "one\r\ntwo\n$Id$\n");
+        std::fs::remove_file(ws.dir.join("crlf.txt")).unwrap();
+        ws.store.restore(&host(), &before).unwrap();
+        assert_eq!(ws.read("crlf.txt"), b"one\r\ntwo\n$Id$\n");
+    }
+
+    /// Configuration an agent can plant in its workspace: every way of making git run a program.
+    fn plant_everything(dir: &Path, marker: &Path) {
+        let run = format!("touch {}", marker.display());
+        let config = format!(
+            "[filter \"x\"]\n\tclean = {run}\n\tsmudge = {run}\n\tprocess = {run}\n\trequired = true\n\
+             [core]\n\tfsmonitor = {run}\n\tsshCommand = {run}\n\tpager = {run}\n\thooksPath = hooks\n\
+             [diff]\n\texternal = {run}\n[diff \"x\"]\n\ttextconv = {run}\n\
+             [include]\n\tpath = {}\n",
+            dir.join("included").display()
+        );
+        let git = dir.join(".git");
+        std::fs::create_dir_all(git.join("hooks")).unwrap();
+        let existing = std::fs::read_to_string(git.join("config")).unwrap_or_default();
+        std::fs::write(git.join("config"), existing + &config).unwrap();
+        std::fs::write(
+            dir.join("included"),
+            format!("[core]\n\tfsmonitor = {run}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join(".gitattributes"), "* filter=x diff=x\n").unwrap();
+        for hook in [
+            "pre-commit",
+            "post-checkout",
+            "post-index-change",
+            "reference-transaction",
+        ] {
+            let path = git.join("hooks").join(hook);
+            std::fs::write(&path, format!("#!/bin/sh\n{run}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("hooks")).unwrap();
+    }
+
+    #[test]
+    fn planted_configuration_never_runs_in_snapshots_diffs_or_restores() {
+        let ws = Temp::new();
+        let marker = ws.base.join("PWNED");
+        ws.write("a.txt", b"a\n");
+        plant_everything(&ws.dir, &marker);
+        // The same in a nested repository the agent made (a later turn's `workspace_id`).
+        ensure_repo(&ws.dir.join("sub"), &host(), None).unwrap();
+        plant_everything(&ws.dir.join("sub"), &marker);
+        std::fs::write(ws.dir.join("sub/file"), "x").unwrap();
+        for store in [
+            ws.store.clone(),
+            Snapshots::of(&ws.base.join("data"), &ws.dir.join("sub")),
+        ] {
+            let before = store.take(&host()).unwrap();
+            std::fs::write(store.work_tree.join("b.txt"), "b\n").unwrap();
+            let after = store.take(&host()).unwrap();
+            let (changes, diff) = store.diff(&host(), &before, &after).unwrap();
+            assert!(changes.iter().any(|c| c.path == "b.txt"), "{changes:?}");
+            assert!(diff.contains("+b"), "{diff}");
+            store.restore(&host(), &before).unwrap();
+            assert!(
+                !marker.exists(),
+                "a planted command ran for {:?}",
+                store.work_tree
+            );
+        }
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! A workspace id is the base64url encoding (no padding) of the path relative to the workspaces
 //! root. [`resolve`] turns an id back into a canonical directory inside the root or fails with
 //! a 400 (garbage, absolute, `..`, outside after symlinks, the root itself) or a 404 (missing).
-//! Git is read through `git::Git` (the runner, hardened config) with plumbing commands only.
+//! Git is read through `git::Git` (hardened environment and config, confined to that workspace,
+//! read-only, when the sandbox is enforced: the repository's config belongs to its agent).
 //! Must not change anything on disk or decide who may see a workspace: callers do.
 
 use super::git::Git;
 use super::projects::{self, ProjectMeta};
 use crate::config::HostEnv;
 use crate::error::{Error, Result};
+use crate::sandbox::Sandbox;
 use crate::store;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -217,8 +219,10 @@ pub struct GitInfo {
     pub head_committed_at: Option<String>,
     /// `remote.origin.url`.
     pub remote_url: Option<String>,
-    /// The working tree differs from HEAD or has untracked, not ignored files.
-    pub dirty: bool,
+    /// The working tree differs from HEAD or has untracked, not ignored files; `None` when it
+    /// cannot be read safely (`git status` may run the repository's filters, so it runs only
+    /// under confinement).
+    pub dirty: Option<bool>,
 }
 
 impl GitInfo {
@@ -239,12 +243,16 @@ impl GitInfo {
 
 /// Reads `dir`'s git metadata with plumbing commands (`symbolic-ref`, `rev-list --format`,
 /// `config --get`, `status --porcelain`); never writes to the repository (optional locks off).
-pub fn git_info(dir: &Path, host: &HostEnv) -> Result<GitInfo> {
+/// Every command runs read-only inside the workspace's confinement when the sandbox is enforced;
+/// without it `status` (the one command that may run filters) is skipped.
+pub fn git_info(dir: &Path, host: &HostEnv, sandbox: &Sandbox) -> Result<GitInfo> {
     let mut info = GitInfo::default();
     if std::fs::symlink_metadata(dir.join(".git")).is_err() {
         return Ok(info);
     }
-    let git = Git::open(dir, host)?;
+    let confine = sandbox.repository_reader(dir);
+    let confined = confine.is_some();
+    let git = Git::user(dir, host, confine)?;
     let head = git.output(["symbolic-ref", "-q", "HEAD"])?;
     info.branch = match head.code {
         Some(0) => {
@@ -276,14 +284,16 @@ pub fn git_info(dir: &Path, host: &HostEnv) -> Result<GitInfo> {
         let url = remote.stdout.trim();
         info.remote_url = (!url.is_empty()).then(|| url.to_string());
     }
-    let status = git.output([
-        "status",
-        "--porcelain",
-        "-z",
-        "--ignore-submodules=all",
-        "--untracked-files=normal",
-    ])?;
-    info.dirty = status.code == Some(0) && !status.stdout.is_empty();
+    if confined {
+        let status = git.output([
+            "status",
+            "--porcelain",
+            "-z",
+            "--ignore-submodules=all",
+            "--untracked-files=normal",
+        ])?;
+        info.dirty = (status.code == Some(0)).then_some(!status.stdout.is_empty());
+    }
     Ok(info)
 }
 
@@ -346,9 +356,9 @@ impl Workspace {
 
 /// The record of the directory `relative` under the canonical `root` (git failures are logged
 /// and leave the git fields empty, so one broken repository does not hide the others).
-pub fn record(root: &Path, relative: &Path, host: &HostEnv) -> Workspace {
+pub fn record(root: &Path, relative: &Path, host: &HostEnv, sandbox: &Sandbox) -> Workspace {
     let path = root.join(relative);
-    let git = git_info(&path, host).unwrap_or_else(|error| {
+    let git = git_info(&path, host, sandbox).unwrap_or_else(|error| {
         log::warn!("reading git metadata of {}: {error}", path.display());
         GitInfo {
             is_git_repo: path.join(".git").exists(),
@@ -418,7 +428,7 @@ pub fn discover(root: &Path) -> Vec<PathBuf> {
 
 /// Every workspace under `root` with its git and project metadata (session counts zero until
 /// [`count_sessions`]); empty when the root does not exist yet.
-pub fn list(root: &Path, host: &HostEnv) -> Result<Vec<Workspace>> {
+pub fn list(root: &Path, host: &HostEnv, sandbox: &Sandbox) -> Result<Vec<Workspace>> {
     let root = match root.canonicalize() {
         Ok(root) => root,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -426,7 +436,7 @@ pub fn list(root: &Path, host: &HostEnv) -> Result<Vec<Workspace>> {
     };
     Ok(discover(&root)
         .iter()
-        .map(|relative| record(&root, relative, host))
+        .map(|relative| record(&root, relative, host, sandbox))
         .collect())
 }
 
@@ -556,13 +566,31 @@ mod tests {
         let temp = Temp::new();
         let root = temp.0.join("root");
         std::fs::create_dir_all(&root).unwrap();
-        let project =
-            projects::create(&root, &host(), "proj", "default", None, "cli", false).unwrap();
-        super::super::git::ensure_repo(&root.join("user1"), &host()).unwrap();
-        super::super::git::ensure_repo(&root.join("user1/team/app"), &host()).unwrap();
-        super::super::git::ensure_repo(&root.join("plain/deep/a/b/too-deep"), &host()).unwrap();
-        super::super::git::ensure_repo(&root.join(".hidden/repo"), &host()).unwrap();
-        super::super::git::ensure_repo(&root.join("user1/node_modules/pkg"), &host()).unwrap();
+        let sandbox = Sandbox::for_tests();
+        assert!(
+            sandbox.enforced(),
+            "these tests need a kernel with Landlock"
+        );
+        let project = projects::create(
+            &root,
+            &host(),
+            &sandbox,
+            "proj",
+            "default",
+            None,
+            "cli",
+            false,
+        )
+        .unwrap();
+        for repo in [
+            "user1",
+            "user1/team/app",
+            "plain/deep/a/b/too-deep",
+            ".hidden/repo",
+            "user1/node_modules/pkg",
+        ] {
+            super::super::git::ensure_repo(&root.join(repo), &host(), None).unwrap();
+        }
         std::fs::create_dir_all(root.join("not-a-repo/sub")).unwrap();
         std::os::unix::fs::symlink(root.join("proj"), root.join("link")).unwrap();
 
@@ -572,7 +600,7 @@ mod tests {
             .collect();
         assert_eq!(found, ["proj", "user1", "user1/team/app"]);
 
-        let workspaces = list(&root, &host()).unwrap();
+        let workspaces = list(&root, &host(), &sandbox).unwrap();
         let proj = &workspaces[0];
         assert_eq!(proj.name, "proj");
         assert_eq!(proj.path, project.path);
@@ -586,7 +614,7 @@ mod tests {
         );
         assert!(proj.git.head_committed_at.is_some());
         assert!(proj.git.branch.is_some());
-        assert!(!proj.git.dirty);
+        assert_eq!(proj.git.dirty, Some(false));
         assert_eq!(proj.project.as_ref().unwrap().name, "proj");
         let json = proj.to_json();
         assert_eq!(json["relative_path"], "proj");
@@ -596,15 +624,52 @@ mod tests {
         let app = &workspaces[2];
         assert_eq!(app.relative_path, PathBuf::from("user1/team/app"));
         assert!(app.git.is_git_repo && app.git.head_commit.is_none() && app.git.branch.is_some());
-        assert!(!app.git.dirty);
+        assert_eq!(app.git.dirty, Some(false));
         std::fs::write(project.path.join("new.txt"), "x").unwrap();
-        assert!(git_info(&project.path, &host()).unwrap().dirty);
+        assert_eq!(
+            git_info(&project.path, &host(), &sandbox).unwrap().dirty,
+            Some(true)
+        );
+        // Without confinement `status` (which may run the repository's filters) is not run.
+        let off = Sandbox::off();
+        assert_eq!(git_info(&project.path, &host(), &off).unwrap().dirty, None);
         assert!(
-            !git_info(&root.join("not-a-repo"), &host())
+            !git_info(&root.join("not-a-repo"), &host(), &sandbox)
                 .unwrap()
                 .is_git_repo
         );
-        assert!(list(&temp.0.join("nope"), &host()).unwrap().is_empty());
+        assert!(list(&temp.0.join("nope"), &host(), &sandbox)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn metadata_of_a_hostile_repository_runs_nothing_outside_it() {
+        let temp = Temp::new();
+        let repo = temp.0.join("root/user/ws");
+        super::super::git::ensure_repo(&repo, &host(), None).unwrap();
+        let marker = temp.0.join("PWNED");
+        let run = format!("touch {}", marker.display());
+        let config = repo.join(".git/config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "[filter \"x\"]\n\tclean = {run}\n\tprocess = {run}\n[core]\n\tfsmonitor = {run}\n\
+             [remote \"origin\"]\n\turl = https://example.com/r.git\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        std::fs::write(repo.join(".gitattributes"), "* filter=x\n").unwrap();
+        std::fs::write(repo.join("file.txt"), "content\n").unwrap();
+        let info = git_info(&repo, &host(), &Sandbox::for_tests()).unwrap();
+        assert!(info.is_git_repo);
+        assert_eq!(
+            info.remote_url.as_deref(),
+            Some("https://example.com/r.git")
+        );
+        assert!(info.dirty.is_some());
+        assert!(
+            !marker.exists(),
+            "a planted filter wrote outside the workspace"
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Workspaces: per-turn git snapshots with a private index, diffs between them, revert, and a
 //! manifest fallback without git.
 //!
-//! A turn is bracketed by two [`snapshot`]s of the working tree; [`diff`] compares exactly those
-//! two trees, so `modified_files` and `diff` cover this turn only (new, deleted and binary files
-//! included) and [`restore`] can put the tree back. The git side lives in `git` and never touches
-//! the user's index, HEAD or branches; hosts without git get the content [`manifest`] instead.
+//! A turn is bracketed by two snapshots of the working tree ([`Snapshots::take`]);
+//! [`Snapshots::diff`] compares exactly those two trees, so `modified_files` and `diff` cover this
+//! turn only (new, deleted and binary files included) and [`Snapshots::restore`] can put the tree
+//! back. Snapshots live in a repository the gateway owns and never read the workspace's own git
+//! configuration; hosts without git get the content [`manifest`] instead.
 //! [`inventory`] discovers the workspaces under the root (git metadata, ids for URLs) and
 //! [`projects`] creates named workspaces from templates.
-//! Must not decide policy (which turn may be reverted, where the private index lives): callers do.
+//! Must not decide policy (which turn may be reverted, who may see a workspace): callers do.
 
 pub mod git;
 pub mod inventory;
@@ -15,9 +16,7 @@ pub mod manifest;
 pub mod projects;
 pub mod zone;
 
-pub use git::{
-    diff, ensure_repo, git_available, restore, snapshot, Snapshot, MAX_DIFF_BYTES, SNAPSHOT_REFS,
-};
+pub use git::{ensure_repo, git_available, Snapshot, Snapshots, MAX_DIFF_BYTES, SNAPSHOT_REFS};
 pub use manifest::{manifest, manifest_changes, manifest_reusing, Manifest, ManifestEntry};
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@
 use super::git::{Git, DEFAULT_IDENTITY};
 use crate::config::HostEnv;
 use crate::error::{Error, Result};
+use crate::sandbox::Sandbox;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -217,9 +218,11 @@ pub struct ProjectInfo {
 ///
 /// Errors: 400 for a bad name, template or provider; 409 when the directory exists without
 /// metadata and `force` is off, or when something in the way is not a plain directory or file.
+#[allow(clippy::too_many_arguments)] // Each is one field of the request; a struct would only rename them.
 pub fn create(
     root: &Path,
     host: &HostEnv,
+    sandbox: &Sandbox,
     name: &str,
     template: &str,
     provider: Option<&str>,
@@ -272,7 +275,7 @@ pub fn create(
         metadata_path: dir.join(METADATA_PATH),
     };
     write_metadata(&dir, &meta)?;
-    init_repo(&dir, host)?;
+    init_repo(&dir, host, sandbox)?;
     Ok(ProjectInfo {
         meta,
         path: dir,
@@ -469,11 +472,22 @@ fn toml_string(value: &str) -> String {
 }
 
 /// Makes `dir` a git repository (see `git::ensure_repo`) and, when it has no commit yet,
-/// commits everything in it as the initial commit (hooks and signing off; the default identity
-/// only when none is configured).
-fn init_repo(dir: &Path, host: &HostEnv) -> Result<()> {
-    super::git::ensure_repo(dir, host)?;
-    let git = Git::open(dir, host)?;
+/// commits everything in it as the initial commit (no hooks, no signing; the default identity
+/// only when none is configured). The repository may be one an agent prepared (`force` on an
+/// existing directory), so git runs confined to the project directory when the sandbox is
+/// enforced; without it only a repository created in this call (whose config is Codara's) gets
+/// the commit.
+fn init_repo(dir: &Path, host: &HostEnv, sandbox: &Sandbox) -> Result<()> {
+    let created = super::git::ensure_repo(dir, host, sandbox.repository_writer(dir))?;
+    let confine = sandbox.repository_writer(dir);
+    if confine.is_none() && !created {
+        log::warn!(
+            "{}: not committing into an existing repository without the sandbox",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let git = Git::user(dir, host, confine)?;
     if git.output(["rev-parse", "-q", "--verify", "HEAD"])?.code == Some(0) {
         return Ok(());
     }
@@ -493,8 +507,6 @@ fn init_repo(dir: &Path, host: &HostEnv) -> Result<()> {
     }
     args.extend(
         [
-            "-c",
-            "commit.gpgSign=false",
             "commit",
             "-q",
             "--allow-empty",
@@ -662,6 +674,7 @@ mod tests {
             let info = create(
                 &temp.0,
                 &host(),
+                &Sandbox::for_tests(),
                 &name,
                 template,
                 Some("codex"),
@@ -686,7 +699,7 @@ mod tests {
                 assert!(readme.starts_with(&format!("# {name}\n")), "{readme}");
             }
             let host = host();
-            let git = Git::open(&info.path, &host).unwrap();
+            let git = Git::user(&info.path, &host, None).unwrap();
             let files = git.run(["ls-files"]).unwrap();
             assert!(files.contains(".codara/project.toml"), "{files}");
             let subject = git.run(["log", "-1", "--format=%s"]).unwrap();
@@ -718,10 +731,30 @@ mod tests {
         let temp = Temp::new();
         std::fs::create_dir_all(temp.0.join("mine")).unwrap();
         std::fs::write(temp.0.join("mine/README.md"), "mine\n").unwrap();
-        let error = create(&temp.0, &host(), "mine", "default", None, "cli", false).unwrap_err();
+        let error = create(
+            &temp.0,
+            &host(),
+            &Sandbox::for_tests(),
+            "mine",
+            "default",
+            None,
+            "cli",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(error.status(), 409);
         assert!(error.to_string().contains("force"), "{error}");
-        let info = create(&temp.0, &host(), "mine", "default", None, "operator", true).unwrap();
+        let info = create(
+            &temp.0,
+            &host(),
+            &Sandbox::for_tests(),
+            "mine",
+            "default",
+            None,
+            "operator",
+            true,
+        )
+        .unwrap();
         assert!(!info.created);
         assert_eq!(
             std::fs::read_to_string(info.path.join("README.md")).unwrap(),
@@ -731,6 +764,7 @@ mod tests {
         let again = create(
             &temp.0,
             &host(),
+            &Sandbox::for_tests(),
             "mine",
             "docs",
             Some("gemini"),
@@ -745,9 +779,18 @@ mod tests {
         // Something that is not a directory is in the way.
         std::fs::write(temp.0.join("file"), "x").unwrap();
         assert_eq!(
-            create(&temp.0, &host(), "file", "empty", None, "cli", true)
-                .unwrap_err()
-                .status(),
+            create(
+                &temp.0,
+                &host(),
+                &Sandbox::for_tests(),
+                "file",
+                "empty",
+                None,
+                "cli",
+                true
+            )
+            .unwrap_err()
+            .status(),
             409
         );
         // Symbolic links are never written through.
@@ -755,7 +798,17 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::create_dir_all(temp.0.join("linked")).unwrap();
         std::os::unix::fs::symlink(&outside, temp.0.join("linked/.codara")).unwrap();
-        let error = create(&temp.0, &host(), "linked", "empty", None, "cli", true).unwrap_err();
+        let error = create(
+            &temp.0,
+            &host(),
+            &Sandbox::for_tests(),
+            "linked",
+            "empty",
+            None,
+            "cli",
+            true,
+        )
+        .unwrap_err();
         assert_eq!(error.status(), 409, "{error}");
         assert!(!outside.join("project.toml").exists());
     }
@@ -763,5 +816,45 @@ mod tests {
     #[test]
     fn toml_strings_are_escaped() {
         assert_eq!(toml_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn taking_over_a_prepared_repository_runs_nothing_outside_it() {
+        let temp = Temp::new();
+        let dir = temp.0.join("trap");
+        crate::workspace::ensure_repo(&dir, &host(), None).unwrap();
+        let marker = temp.0.join("PWNED");
+        let run = format!("touch {}", marker.display());
+        let config = dir.join(".git/config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "[filter \"x\"]\n\tclean = {run}\n[core]\n\tfsmonitor = {run}\n\
+             [include]\n\tpath = {}\n",
+            dir.join("inc").display()
+        ));
+        std::fs::write(&config, text).unwrap();
+        std::fs::write(
+            dir.join("inc"),
+            format!("[core]\n\thooksPath = {}\n", dir.display()),
+        )
+        .unwrap();
+        std::fs::write(dir.join("pre-commit"), format!("#!/bin/sh\n{run}\n")).unwrap();
+        std::fs::write(dir.join(".gitattributes"), "* filter=x\n").unwrap();
+        let info = create(
+            &temp.0,
+            &host(),
+            &Sandbox::for_tests(),
+            "trap",
+            "default",
+            None,
+            "cli",
+            true,
+        )
+        .unwrap();
+        assert!(!info.created);
+        assert!(
+            !marker.exists(),
+            "a planted command ran outside the project"
+        );
     }
 }

@@ -1192,7 +1192,8 @@ fn a_session_moves_with_its_cli_state_when_its_account_is_disabled() {
         .unwrap()
         .to_string();
     let data = rig.server.data_dir();
-    assert!(data.join("homes/codex/a1/sessions").is_dir());
+    // The operator's turns run in the operator's own home on the account.
+    assert!(data.join("homes/codex/a1/operator/sessions").is_dir());
 
     let disabled = rig.call(
         "PATCH",
@@ -1244,7 +1245,7 @@ fn a_session_moves_with_its_cli_state_when_its_account_is_disabled() {
         .iter()
         .all(|r| r.header("authorization") == Some("Bearer sk-test-mig-a2")));
     // The CLI state followed the session, and the selection says so.
-    assert!(data.join("homes/codex/a2/sessions").is_dir());
+    assert!(data.join("homes/codex/a2/operator/sessions").is_dir());
     let selected = rig.audit("account.selected", "a2");
     assert!(
         selected
@@ -1330,20 +1331,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `(file, secret)` for every secret found in a file under `dir` other than the per-account
-/// `data/homes/codex/<id>/auth.json`.
+/// `(file, secret)` for every secret found in a file under `dir` (the workspaces included: the
+/// agent copies what it sees there).
 fn plaintext_leaks(dir: &Path, secrets: &[&str]) -> Vec<(PathBuf, String)> {
-    let homes = dir.join("data/homes/codex");
     let mut leaks = Vec::new();
     for file in files_under(dir) {
-        let allowed = file.file_name().is_some_and(|n| n == "auth.json")
-            && file
-                .parent()
-                .and_then(Path::parent)
-                .is_some_and(|p| p == homes);
-        if allowed {
-            continue;
-        }
         let Ok(bytes) = std::fs::read(&file) else {
             continue;
         };
@@ -1395,22 +1387,30 @@ fn credentials_are_on_disk_only_in_the_per_account_auth_json() {
     assert!(rig.model_bearers().iter().any(|b| b == keys[0]));
     assert!(rig.model_bearers().iter().any(|b| b == keys[1]));
 
-    // The materialized auth.json: private, in a private home, never under another account.
+    // During a run the credential is in the run's home, private, and only that account's; the
+    // agent itself observes it (an agent using an account can use that account).
+    let probe = "stat -c %a \"$CODEX_HOME/auth.json\" > probe.txt; \
+                 stat -c %a \"$CODEX_HOME\" >> probe.txt; grep -c sk-test-disk \"$CODEX_HOME/auth.json\" >> probe.txt";
+    let directive = json!({"steps": [{"shell": probe}], "final": "probed"});
+    rig.chat_ok(None, &[user(&format!("MOCK:{directive}"))]);
+    let workspace = rig.server.dir.join("workspaces/operator/default");
+    let probed = std::fs::read_to_string(workspace.join("probe.txt")).unwrap();
+    assert_eq!(
+        probed, "600\n700\n1\n",
+        "mode of auth.json, of its home, matching keys"
+    );
+    std::fs::remove_file(workspace.join("probe.txt")).unwrap();
+    // After each run it is gone: the vault holds the only copy.
     let homes = rig.server.data_dir().join("homes/codex");
-    for (id, key) in [("d1", keys[0]), ("d2", keys[1])] {
-        let auth = homes.join(id).join("auth.json");
-        let mode = std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{}", auth.display());
-        let mode = std::fs::metadata(homes.join(id))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+    for id in ["d1", "d2"] {
+        let home = homes.join(id).join("operator");
+        assert!(home.is_dir(), "{id}: the run's home");
+        assert!(
+            !home.join("auth.json").exists(),
+            "{id}: the credential was left on disk"
+        );
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{id} home");
-        let text = std::fs::read_to_string(&auth).unwrap();
-        assert!(text.contains(key), "{id}: {text}");
-        let other = if id == "d1" { keys[1] } else { keys[0] };
-        assert!(!text.contains(other), "{id}'s auth.json has the other key");
     }
 
     let secrets = [
@@ -1532,17 +1532,22 @@ fn the_host_codex_home_is_never_touched() {
         },
         |b| b.env("HOME", Some(&home_path)),
     );
-    // No account: the provider's default isolated home.
+    // No account: the provider's default isolated home, per user.
     rig.chat_ok(Some("host-1"), &[user("a turn without accounts")]);
-    assert!(rig.server.data_dir().join("homes/codex/default").is_dir());
+    assert!(rig
+        .server
+        .data_dir()
+        .join("homes/codex/default/operator")
+        .is_dir());
     // Pool accounts: their own homes.
     rig.add_ok("h1", "API_KEY", json!("sk-test-host-h1"));
     let login = oauth_login("host", "host@example.com", 86_400);
     rig.add_ok("h2", "OAUTH_SESSION", login.auth_json.clone());
     rig.chat_ok(Some("host-2"), &[user("a turn on a pool account")]);
-    let auth =
-        std::fs::read_to_string(rig.server.data_dir().join("homes/codex/h1/auth.json")).unwrap();
-    assert!(auth.contains("sk-test-host-h1"), "{auth}");
+    // The run used h1's home, and left no credential behind.
+    let h1 = rig.server.data_dir().join("homes/codex/h1/operator");
+    assert!(h1.is_dir());
+    assert!(!h1.join("auth.json").exists());
     rig.fake.set_usage(
         &login.access_token,
         Usage::Json(usage_body((1.0, 3_600), (1.0, 86_400))),

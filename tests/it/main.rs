@@ -8,6 +8,7 @@ mod authz;
 mod config;
 mod dashboard;
 mod http_shapes;
+mod isolation;
 mod lifecycle;
 mod mock_clis;
 mod smoke;

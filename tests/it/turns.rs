@@ -560,7 +560,10 @@ fn a_lost_cli_session_falls_back_to_a_fresh_one_with_the_transcript() {
     let first = rig.ok("codex", Some("lost"), &[user("remember the word zebra")]);
     let session_id = first["session_id"].as_str().unwrap().to_string();
     // Codex keeps its sessions as rollout files in its home; lose them.
-    let sessions_dir = rig.server.data_dir().join("homes/codex/default/sessions");
+    let sessions_dir = rig
+        .server
+        .data_dir()
+        .join("homes/codex/default/operator/sessions");
     assert!(sessions_dir.exists(), "codex wrote no rollout files");
     std::fs::remove_dir_all(&sessions_dir).unwrap();
     let second = rig.ok(

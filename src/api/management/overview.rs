@@ -7,6 +7,19 @@ use crate::http::{Request, Response};
 use serde_json::json;
 use std::sync::Arc;
 
+/// What the operator should act on, one sentence each.
+fn warnings(app: &App) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !app.sandbox.enforced() {
+        warnings.push(format!(
+            "agent runs are not confined ({}); an agent can read the vault key, the database and \
+             every tenant's files",
+            app.sandbox.describe()
+        ));
+    }
+    warnings
+}
+
 /// The operator's landing summary.
 pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let now_ms = crate::clock::now_ms();
@@ -57,6 +70,15 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
                 "providers_enabled": providers.iter().filter(|p| p["enabled"] == true).count(),
             },
             "providers": providers,
+            "sandbox": {
+                "mode": app.sandbox.mode.as_str(),
+                "landlock_abi": app.sandbox.abi,
+                "enforced": app.sandbox.enforced(),
+                "user_turns_refused": app.sandbox.refuses_users(),
+                "status": app.sandbox.describe(),
+            },
+            "running_cli_processes": crate::process::live_groups(),
+            "warnings": warnings(app),
         }),
     ))
 }

@@ -7,6 +7,9 @@ use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use std::sync::Arc;
 
+/// The key id of playground turns: the operator acting as the Dashboard Admin, not a user key.
+pub const KEY_ID: &str = "playground";
+
 /// Runs the turn as the Dashboard Admin (provisioned at start-up).
 pub fn chat(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let admin = app
@@ -15,7 +18,7 @@ pub fn chat(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
         .ok_or_else(|| Error::Internal("the Dashboard Admin user is missing".to_string()))?;
     let principal = Principal::User {
         user: Box::new(admin),
-        key_id: "playground".to_string(),
+        key_id: KEY_ID.to_string(),
     };
     crate::api::openai::chat_completions(app, request, &principal)
 }

@@ -38,7 +38,14 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let mut records: Vec<inventory::Workspace> = match root.canonicalize() {
         Ok(root) => found
             .iter()
-            .map(|p| inventory::record(&root, Path::new(&p.relative_path), &app.config.host))
+            .map(|p| {
+                inventory::record(
+                    &root,
+                    Path::new(&p.relative_path),
+                    &app.config.host,
+                    &app.sandbox,
+                )
+            })
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -78,6 +85,7 @@ pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
     let info = projects::create(
         root,
         &app.config.host,
+        &app.sandbox,
         &name,
         &template,
         provider.as_deref(),
@@ -165,7 +173,12 @@ fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<Value> {
         .root
         .canonicalize()
         .map_err(|e| Error::io(&app.config.workspace.root, e))?;
-    let mut record = inventory::record(&root, Path::new(&info.relative_path), &app.config.host);
+    let mut record = inventory::record(
+        &root,
+        Path::new(&info.relative_path),
+        &app.config.host,
+        &app.sandbox,
+    );
     app.store
         .read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
     Ok(record.to_json())

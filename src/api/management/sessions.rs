@@ -65,12 +65,11 @@ pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<
 pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
     let (before, after) = trees(&turn)?;
-    let (changes, diff) = crate::workspace::diff(
+    let snapshots = crate::workspace::Snapshots::of(
+        &app.config.storage.data_dir,
         Path::new(&turn.workspace_path),
-        &app.config.host,
-        &before,
-        &after,
-    )?;
+    );
+    let (changes, diff) = snapshots.diff(&app.config.host, &before, &after)?;
     Ok(Response::envelope(
         &request.request_id,
         json!({
@@ -82,8 +81,10 @@ pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> R
     ))
 }
 
-/// `POST /management/v1/sessions/{id}/turns/{n}/revert`: restores the workspace to before that turn.
-pub fn turn_revert(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+/// `POST /management/v1/sessions/{id}/turns/{n}/revert`: restores the workspace to before that
+/// turn (with the workspace's own index in the gateway's snapshot store) and records
+/// `turn.reverted` with the tree it replaced, so a revert can itself be undone.
+pub fn turn_revert(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
     let (before, _) = trees(&turn)?;
     let workspace = Path::new(&turn.workspace_path);
@@ -92,13 +93,22 @@ pub fn turn_revert(app: &Arc<App>, request: &Request, _principal: &Principal) ->
     let _guard = app.turn_locks.acquire(&lock_name, timeout).ok_or_else(|| {
         Error::Conflict("a turn is running in this workspace; retry when it finishes".into())
     })?;
-    let index = app
-        .config
-        .storage
-        .data_dir
-        .join("snapshots")
-        .join("revert.index");
-    crate::workspace::restore(workspace, &app.config.host, &before, &index)?;
+    let snapshots = crate::workspace::Snapshots::of(&app.config.storage.data_dir, workspace);
+    let replaced = snapshots.restore(&app.config.host, &before)?;
+    app.store.write(|tx| {
+        crate::audit::record(
+            tx,
+            crate::audit::Record {
+                actor: &principal.actor(),
+                action: "turn.reverted",
+                target_type: "turn",
+                target_id: &turn.id,
+                before: Some(json!({"tree": replaced.tree})),
+                after: Some(json!({"tree": before.tree, "workspace_path": turn.workspace_path})),
+                request_id: Some(&request.request_id),
+            },
+        )
+    })?;
     log::info!(
         "reverted workspace {} to before turn {}",
         workspace.display(),

@@ -31,7 +31,8 @@ struct DeleteBody {
 
 /// `GET /management/v1/workspaces`: every workspace under the root.
 pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let mut workspaces = inventory::list(&app.config.workspace.root, &app.config.host)?;
+    let mut workspaces =
+        inventory::list(&app.config.workspace.root, &app.config.host, &app.sandbox)?;
     app.store
         .read(|conn| inventory::count_sessions(conn, &mut workspaces))?;
     let data: Vec<Value> = workspaces
@@ -44,7 +45,12 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 /// `GET /management/v1/workspaces/{id}`: the record and the sessions bound to it or below.
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let resolved = resolve(app, request)?;
-    let mut workspace = inventory::record(&resolved.root, &resolved.relative, &app.config.host);
+    let mut workspace = inventory::record(
+        &resolved.root,
+        &resolved.relative,
+        &app.config.host,
+        &app.sandbox,
+    );
     let prefix = workspace.session_path();
     let sessions = app.store.read(|conn| {
         inventory::count_sessions(conn, std::slice::from_mut(&mut workspace))?;
@@ -128,6 +134,8 @@ pub fn delete(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
     let wiped = app.store.write(|tx| {
         let wiped = store::sessions::delete_under_path(tx, &path)?;
         std::fs::remove_dir_all(&resolved.path).map_err(|e| Error::io(&resolved.path, e))?;
+        // Its snapshots go too (stores of workspaces nested below it stay until pruned).
+        crate::workspace::Snapshots::of(&app.config.storage.data_dir, &resolved.path).remove()?;
         audit::record(
             tx,
             audit::Record {

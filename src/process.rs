@@ -1,16 +1,74 @@
-//! The one place child processes are created: a clean environment, its own process group,
-//! stdin closed, output captured, and a deadline after which the whole group is killed.
+//! The one place child processes are created: an environment built from scratch, its own process
+//! group, stdin closed (or the prompt, then closed), every inherited descriptor closed at exec,
+//! `PR_SET_PDEATHSIG`, the Landlock confinement of its [`CommandSpec`], and a watchdog that kills
+//! the whole group on silence or overrun.
 //!
-//! Must not inherit the gateway's environment: only `PATH` and `HOME` from the host, plus what
-//! the caller adds explicitly.
+//! Live process groups are kept in memory (for shutdown) and, when [`use_registry`] was called,
+//! as one file each under the data dir, so a start after a crash or kill -9 can kill the groups the
+//! previous run left behind ([`reap_leftovers`]). Must not know what it runs.
 
-use crate::config::HostEnv;
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// A fully described child: what [`capture`] and [`run`] spawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// The complete environment (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// Bytes written to stdin before it is closed; `None` means stdin is /dev/null.
+    pub stdin: Option<String>,
+    /// The Landlock allow-list the child runs under; `None` runs it unconfined.
+    pub confine: Option<crate::sandbox::Policy>,
+}
+
+impl CommandSpec {
+    /// `program` with no arguments, an empty environment, in `cwd`, unconfined.
+    pub fn new(program: impl Into<PathBuf>, cwd: impl Into<PathBuf>) -> CommandSpec {
+        CommandSpec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: cwd.into(),
+            stdin: None,
+            confine: None,
+        }
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> CommandSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one variable (replacing an earlier value of the same name).
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> CommandSpec {
+        let value = value.into();
+        match self.env.iter_mut().find(|(k, _)| k == name) {
+            Some(entry) => entry.1 = value,
+            None => self.env.push((name.to_string(), value)),
+        }
+        self
+    }
+
+    fn label(&self) -> String {
+        self.program.display().to_string()
+    }
+}
 
 /// Captured output of a finished child.
 #[derive(Debug)]
@@ -23,33 +81,151 @@ pub struct Captured {
     pub stderr: String,
 }
 
-/// A command for `program` with a from-scratch environment in a new process group.
-#[allow(clippy::disallowed_methods)] // The one sanctioned constructor of child processes.
-pub fn command(program: &Path, host: &HostEnv) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env_clear()
-        .env("PATH", &host.path)
-        .stdin(Stdio::null())
-        .process_group(0);
-    if let Some(home) = &host.home {
-        command.env("HOME", home);
-    }
-    command
+static LIVE_GROUPS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+static REGISTRY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Records every process group from now on as a file in `dir` (created 0700), so the next start
+/// can find groups a crash left running. Called once by `serve`.
+pub fn use_registry(dir: &Path) -> Result<()> {
+    crate::datadir::ensure_private_dir(dir)?;
+    let _ = REGISTRY.set(dir.to_path_buf());
+    Ok(())
 }
 
-/// Runs `command` to completion, killing its process group if it outlives `timeout`.
+/// Kills the process groups a previous run recorded in `dir` and did not reap (it crashed or
+/// was killed), then forgets them. A recorded group is killed only while it is provably the same:
+/// its leader's start time matches the record, or the leader is gone but members remain (the
+/// kernel does not reuse a pid that still names a group). Returns how many groups were killed.
+pub fn reap_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+        let pgid = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+            .filter(|p| *p > 1);
+        if let Some(pgid) = pgid {
+            let same = match start_ticks(pgid) {
+                Some(ticks) => recorded.trim() == ticks.to_string(),
+                // SAFETY: signal 0 only checks whether the group exists.
+                None => (unsafe { libc::kill(-pgid, 0) }) == 0,
+            };
+            // SAFETY: signalling a group this gateway created in a previous run.
+            if same && unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    killed
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.
+fn start_ticks(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn register(pgid: libc::pid_t) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        groups.push(pgid);
+    }
+    if let Some(dir) = REGISTRY.get() {
+        let ticks = start_ticks(pgid).map(|t| t.to_string()).unwrap_or_default();
+        if let Err(error) = std::fs::write(dir.join(pgid.to_string()), ticks) {
+            log::warn!("cannot record process group {pgid}: {error}");
+        }
+    }
+}
+
+fn unregister(pgid: libc::pid_t) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        groups.retain(|g| *g != pgid);
+    }
+    if let Some(dir) = REGISTRY.get() {
+        let _ = std::fs::remove_file(dir.join(pgid.to_string()));
+    }
+}
+
+/// Spawns `spec` with the given stdout/stderr, registered as a live group.
+#[allow(clippy::disallowed_methods)] // The one sanctioned constructor of child processes.
+fn spawn(spec: &CommandSpec, output: fn() -> Stdio) -> Result<Child> {
+    let prepared = spec
+        .confine
+        .as_ref()
+        .map(crate::sandbox::Policy::prepare)
+        .transpose()?;
+    let ruleset = prepared.as_ref().map(crate::sandbox::Prepared::raw_fd);
+    let parent = std::process::id() as libc::pid_t;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(output())
+        .stderr(output())
+        .process_group(0);
+    // SAFETY: the hook runs between fork and exec and only makes async-signal-safe syscalls.
+    unsafe {
+        command.pre_exec(move || {
+            // Nothing the gateway holds open (database, sockets, key files) survives the exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            // The CLI dies with the gateway; the registry catches what it spawned.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0
+                || libc::getppid() != parent
+            {
+                return Err(std::io::Error::other("the gateway is gone"));
+            }
+            match ruleset {
+                Some(fd) => crate::sandbox::apply_in_child(fd),
+                None => Ok(()),
+            }
+        });
+    }
+    let child = command.spawn().map_err(|e| Error::io(&spec.program, e))?;
+    drop(prepared);
+    register(child.id() as libc::pid_t);
+    Ok(child)
+}
+
+/// Writes `input` to the child's stdin on a thread (a large prompt must not deadlock against a
+/// child filling its stdout), then closes it.
+fn feed_stdin(child: &mut Child, input: Option<&String>) {
+    if let (Some(mut pipe), Some(input)) = (child.stdin.take(), input.cloned()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+}
+
+/// Runs `spec` to completion, killing its process group if it outlives `timeout`.
 ///
 /// Short helper runs (git, `--version`) go through here: output is read by two threads and the
 /// caller waits on their results, so a finished child is noticed at once (no polling interval).
-pub fn capture(mut command: Command, timeout: Duration) -> Result<Captured> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(&program, e))?;
+pub fn capture(spec: &CommandSpec, timeout: Duration) -> Result<Captured> {
+    let program = spec.label();
+    let mut child = spawn(spec, Stdio::piped)?;
     let pid = child.id() as libc::pid_t;
+    feed_stdin(&mut child, spec.stdin.as_ref());
     let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
     let streams = [
         child
@@ -90,7 +266,9 @@ pub fn capture(mut command: Command, timeout: Duration) -> Result<Captured> {
     // outlived it (a process group id is not reused while its leader is unreaped).
     // SAFETY: signalling the process group we created.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    let status = child.wait().map_err(|e| Error::io(&program, e))?;
+    let status = child.wait().map_err(|e| Error::io(&program, e));
+    unregister(pid);
+    let status = status?;
     if timed_out {
         return Err(Error::Unavailable {
             code: "timeout",
@@ -115,7 +293,7 @@ pub struct Limits {
 }
 
 /// How a watched run ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
     /// Exit code, when the CLI exited by itself.
     pub exit_code: Option<i32>,
@@ -132,13 +310,13 @@ pub struct RunOutcome {
 }
 
 const STDERR_TAIL_BYTES: usize = 16 * 1024;
+/// The pipe capacity asked for a CLI's stdout and stderr.
+const PIPE_BYTES: libc::c_int = 1024 * 1024;
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// After the CLI itself exits, how long grandchildren may keep the pipes open.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
-static LIVE_GROUPS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
-
-/// Sends SIGTERM, then SIGKILL after the grace period, to every CLI process group still running.
+/// Sends SIGTERM, then SIGKILL after the grace period, to every process group still running.
 pub fn terminate_all(grace: Duration) {
     let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
     for pgid in &groups {
@@ -155,9 +333,14 @@ pub fn terminate_all(grace: Duration) {
     }
 }
 
+/// The number of live process groups (for the overview and tests).
+pub fn live_groups() -> usize {
+    LIVE_GROUPS.lock().map(|g| g.len()).unwrap_or(0)
+}
+
 /// Kills and reaps the child's process group when dropped, whatever path the run took.
 struct GroupGuard {
-    child: std::process::Child,
+    child: Child,
     pgid: libc::pid_t,
     reaped: Option<std::process::ExitStatus>,
 }
@@ -182,9 +365,7 @@ impl Drop for GroupGuard {
         if self.reaped.is_none() {
             let _ = self.child.wait();
         }
-        if let Ok(mut groups) = LIVE_GROUPS.lock() {
-            groups.retain(|g| *g != self.pgid);
-        }
+        unregister(self.pgid);
     }
 }
 
@@ -193,35 +374,17 @@ impl Drop for GroupGuard {
 /// One thread (the caller's) polls stdout and stderr together with poll(2); the poll timeout is
 /// the stall watchdog. On silence or overrun the whole process group gets SIGTERM, then SIGKILL
 /// after 5 s. Grandchildren that keep the pipes open after the CLI exits are killed after 2 s.
-#[allow(clippy::disallowed_methods)] // The one sanctioned constructor of child processes.
+/// The caller's thread must outlive the run: `PR_SET_PDEATHSIG` fires when it ends.
 pub fn run(
-    spec: &super::CommandSpec,
+    spec: &CommandSpec,
     limits: Limits,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutcome> {
     use std::os::unix::io::AsRawFd;
-    let program = spec.program.display().to_string();
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|e| Error::io(&program, e))?;
+    let mut child = spawn(spec, Stdio::piped)?;
     let pgid = child.id() as libc::pid_t;
-    if let Ok(mut groups) = LIVE_GROUPS.lock() {
-        groups.push(pgid);
-    }
-    let stdin = child.stdin.take();
+    feed_stdin(&mut child, spec.stdin.as_ref());
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut guard = GroupGuard {
@@ -229,13 +392,6 @@ pub fn run(
         pgid,
         reaped: None,
     };
-    if let (Some(mut pipe), Some(input)) = (stdin, spec.stdin.clone()) {
-        // A writer thread: a large prompt must not deadlock against a child filling stdout.
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = pipe.write_all(input.as_bytes());
-        });
-    }
     for pipe in [
         stdout.as_ref().map(|p| p.as_raw_fd()),
         stderr.as_ref().map(|p| p.as_raw_fd()),
@@ -247,6 +403,10 @@ pub fn run(
         unsafe {
             let flags = libc::fcntl(pipe, libc::F_GETFL);
             libc::fcntl(pipe, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            // A CLI that writes a burst and exits at once (gemini prints a long reply and calls
+            // process.exit) loses whatever did not fit in the pipe: make room for 1 MiB (the
+            // unprivileged maximum); best effort.
+            libc::fcntl(pipe, libc::F_SETPIPE_SZ, PIPE_BYTES);
         }
     }
 
@@ -423,16 +583,11 @@ fn read_available(pipe: &mut impl Read, buf: &mut [u8]) -> ReadResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::CommandSpec;
 
     fn sh(script: &str) -> CommandSpec {
-        CommandSpec {
-            program: "/bin/sh".into(),
-            args: vec!["-c".into(), script.into()],
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            cwd: std::env::temp_dir(),
-            stdin: None,
-        }
+        CommandSpec::new("/bin/sh", std::env::temp_dir())
+            .args(["-c", script])
+            .env("PATH", "/usr/bin:/bin")
     }
 
     fn run_collect(spec: &CommandSpec, limits: Limits) -> (RunOutcome, Vec<String>) {
@@ -526,5 +681,119 @@ mod tests {
         assert_eq!(lines, ["done"]);
         assert_eq!(outcome.exit_code, Some(0));
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod isolation_tests {
+    use super::*;
+    use crate::sandbox::Sandbox;
+
+    fn sh(script: &str) -> CommandSpec {
+        CommandSpec::new("/bin/sh", std::env::temp_dir())
+            .args(["-c", script])
+            .env("PATH", "/usr/bin:/bin")
+    }
+
+    #[test]
+    fn no_descriptor_of_the_parent_survives_exec() {
+        // A descriptor the parent holds without CLOEXEC (like one a library might leak).
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: clearing FD_CLOEXEC on a descriptor we own.
+        unsafe { libc::fcntl(raw, libc::F_SETFD, 0) };
+        let out = capture(
+            &sh(&format!(
+                "ls /proc/self/fd; test -e /proc/self/fd/{raw} && echo LEAK"
+            )),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(!out.stdout.contains("LEAK"), "{}", out.stdout);
+    }
+
+    #[test]
+    fn confined_children_reach_only_their_allow_list() {
+        assert!(
+            crate::sandbox::kernel_abi().is_some(),
+            "this test needs a kernel with Landlock (Linux >= 5.13, landlock enabled)"
+        );
+        let base = std::env::temp_dir().join(crate::crypto::random_id("codara-confine-"));
+        let (work, home, tmp, secret) = (
+            base.join("ws"),
+            base.join("home"),
+            base.join("tmp"),
+            base.join("secret"),
+        );
+        for dir in [&work, &home, &tmp, &secret] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(secret.join("key"), "hunter2").unwrap();
+        let mut config = crate::config::Config::default();
+        config.storage.data_dir = base.join("data");
+        config.workspace.root = base.join("root");
+        let sandbox = Sandbox::detect(&config, &[]).unwrap();
+        let mut spec = sh(&format!(
+            "cat {key}; echo written > {ws}/out; echo outside > {secret}/out; \
+             cat /proc/{parent}/environ; read -r first < /proc/self/status && echo SELF; ls /tmp",
+            key = secret.join("key").display(),
+            ws = work.display(),
+            secret = secret.display(),
+            parent = std::process::id(),
+        ));
+        spec.cwd = work.clone();
+        spec.confine = sandbox.agent("codex", &work, &home, &tmp);
+        assert!(spec.confine.is_some());
+        let out = capture(&spec, Duration::from_secs(10)).unwrap();
+        assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
+        assert_eq!(
+            std::fs::read_to_string(work.join("out")).unwrap(),
+            "written\n"
+        );
+        assert!(!secret.join("out").exists());
+        // The confined process itself (here the shell) reads its own /proc entry.
+        assert!(
+            out.stdout.contains("SELF"),
+            "own /proc entry readable: {out:?}"
+        );
+        assert!(
+            !out.stdout.contains("PATH="),
+            "parent environ leaked: {}",
+            out.stdout
+        );
+        assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // Plain children stand in for a crashed run's groups.
+    fn leftover_groups_are_killed_only_when_still_the_same() {
+        let dir = std::env::temp_dir().join(crate::crypto::random_id("codara-registry-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A live group recorded with its real start time: killed.
+        let mut live = std::process::Command::new("/bin/sleep");
+        live.arg("30").process_group(0);
+        let mut child = live.spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        std::fs::write(
+            dir.join(pid.to_string()),
+            start_ticks(pid).unwrap().to_string(),
+        )
+        .unwrap();
+        // A record whose start time does not match (a reused pid): left alone.
+        let mut other = std::process::Command::new("/bin/sleep");
+        other.arg("30").process_group(0);
+        let mut bystander = other.spawn().unwrap();
+        std::fs::write(dir.join(bystander.id().to_string()), "1").unwrap();
+        assert_eq!(reap_leftovers(&dir), 1);
+        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "the bystander still runs"
+        );
+        let _ = bystander.kill();
+        let _ = bystander.wait();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
