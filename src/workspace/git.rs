@@ -979,14 +979,23 @@ mod tests {
         assert_eq!(ws.read("crlf.txt"), b"one\r\ntwo\n$Id$\n");
     }
 
-    /// Configuration an agent can plant in its workspace: every way of making git run a program.
-    fn plant_everything(dir: &Path, marker: &Path) {
-        let run = format!("touch {}", marker.display());
+    /// Configuration an agent can plant in its workspace: every way of making git run a program,
+    /// each touching its own marker in `markers` (so a failure names the trap that fired).
+    fn plant_everything(dir: &Path, markers: &Path) {
+        let run = |trap: &str| format!("touch {}", markers.join(trap).display());
         let config = format!(
-            "[filter \"x\"]\n\tclean = {run}\n\tsmudge = {run}\n\tprocess = {run}\n\trequired = true\n\
-             [core]\n\tfsmonitor = {run}\n\tsshCommand = {run}\n\tpager = {run}\n\thooksPath = hooks\n\
-             [diff]\n\texternal = {run}\n[diff \"x\"]\n\ttextconv = {run}\n\
+            "[filter \"x\"]\n\tclean = {}\n\tsmudge = {}\n\tprocess = {}\n\trequired = true\n\
+             [core]\n\tfsmonitor = {}\n\tsshCommand = {}\n\tpager = {}\n\thooksPath = hooks\n\
+             [diff]\n\texternal = {}\n[diff \"x\"]\n\ttextconv = {}\n\
              [include]\n\tpath = {}\n",
+            run("filter-clean"),
+            run("filter-smudge"),
+            run("filter-process"),
+            run("fsmonitor"),
+            run("ssh-command"),
+            run("pager"),
+            run("external-diff"),
+            run("textconv"),
             dir.join("included").display()
         );
         let git = dir.join(".git");
@@ -995,33 +1004,35 @@ mod tests {
         std::fs::write(git.join("config"), existing + &config).unwrap();
         std::fs::write(
             dir.join("included"),
-            format!("[core]\n\tfsmonitor = {run}\n"),
+            format!("[core]\n\tfsmonitor = {}\n", run("included-fsmonitor")),
         )
         .unwrap();
         std::fs::write(dir.join(".gitattributes"), "* filter=x diff=x\n").unwrap();
+        std::fs::create_dir_all(dir.join("hooks")).unwrap();
         for hook in [
             "pre-commit",
             "post-checkout",
             "post-index-change",
             "reference-transaction",
         ] {
-            let path = git.join("hooks").join(hook);
-            std::fs::write(&path, format!("#!/bin/sh\n{run}\n")).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            for path in [git.join("hooks").join(hook), dir.join("hooks").join(hook)] {
+                std::fs::write(&path, format!("#!/bin/sh\n{}\n", run(hook))).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
         }
-        std::fs::create_dir_all(dir.join("hooks")).unwrap();
     }
 
     #[test]
     fn planted_configuration_never_runs_in_snapshots_diffs_or_restores() {
         let ws = Temp::new();
-        let marker = ws.base.join("PWNED");
+        let markers = ws.base.join("fired");
+        std::fs::create_dir_all(&markers).unwrap();
         ws.write("a.txt", b"a\n");
-        plant_everything(&ws.dir, &marker);
+        plant_everything(&ws.dir, &markers);
         // The same in a nested repository the agent made (a later turn's `workspace_id`).
         ensure_repo(&ws.dir.join("sub"), &host(), None).unwrap();
-        plant_everything(&ws.dir.join("sub"), &marker);
+        plant_everything(&ws.dir.join("sub"), &markers);
         std::fs::write(ws.dir.join("sub/file"), "x").unwrap();
         for store in [
             ws.store.clone(),
@@ -1034,11 +1045,12 @@ mod tests {
             assert!(changes.iter().any(|c| c.path == "b.txt"), "{changes:?}");
             assert!(diff.contains("+b"), "{diff}");
             store.restore(&host(), &before).unwrap();
-            assert!(
-                !marker.exists(),
-                "a planted command ran for {:?}",
-                store.work_tree
-            );
+            let fired: Vec<String> = std::fs::read_dir(&markers)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(fired.is_empty(), "planted commands ran: {fired:?}");
         }
     }
 

@@ -170,7 +170,8 @@ fn attack_with(provider: &str) {
     let response = rig.chat(&attacker.key, provider, &shell(&script), json!({}));
     assert_eq!(response.status, 200, "{provider}: {}", response.text());
     let body = response.json();
-    let loot = std::fs::read_to_string(attacker.workspace.join("loot.txt"))
+    let loot = std::fs::read(attacker.workspace.join("loot.txt"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_else(|e| panic!("{provider}: the attack did not run ({e}): {body}"));
     // The attack really ran and was stopped by the kernel, not by chance.
     assert!(
