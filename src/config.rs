@@ -95,8 +95,21 @@ pub struct ServerConfig {
     pub turn_workers: usize,
     /// Largest accepted request body.
     pub max_body_bytes: u64,
-    /// Seconds a client may take to send its request body (and to accept response bytes).
+    /// Seconds a connection may stay silent: an idle keep-alive connection is closed after
+    /// this, and a single read or write that waits longer fails.
     pub read_timeout_seconds: u64,
+    /// The most seconds a client gets to send a request body, however large.
+    pub body_timeout_seconds: u64,
+    /// The slowest body upload accepted, bytes per second: a body of `n` bytes must arrive
+    /// within 10 s + `n` / this (and within `body_timeout_seconds`); the same deadline holds
+    /// for a request head.
+    pub min_body_rate_bytes: u64,
+    /// Requests whose bodies are being read at once (the intake stage, beside the pools); more
+    /// get 503 at once.
+    pub max_pending_bodies: usize,
+    /// Connections one client address may have open at once; more are answered 503 and closed.
+    /// 0: no cap (behind a reverse proxy every client has the proxy's address).
+    pub max_connections_per_ip: usize,
     /// Seconds running requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_seconds: u64,
     /// The externally reachable base URL (for Telegram webhooks and printed links).
@@ -113,6 +126,10 @@ impl Default for ServerConfig {
             turn_workers: 4,
             max_body_bytes: 10 * 1024 * 1024,
             read_timeout_seconds: 30,
+            body_timeout_seconds: 60,
+            min_body_rate_bytes: 1024,
+            max_pending_bodies: 64,
+            max_connections_per_ip: 64,
             shutdown_grace_seconds: 30,
             public_url: None,
         }
@@ -765,6 +782,21 @@ impl Config {
         if self.server.read_timeout_seconds == 0 {
             return fail("server.read_timeout_seconds", "must be at least 1");
         }
+        if self.server.body_timeout_seconds == 0 || self.server.body_timeout_seconds > 86_400 {
+            return fail("server.body_timeout_seconds", "must be between 1 and 86400");
+        }
+        if self.server.min_body_rate_bytes == 0 {
+            return fail("server.min_body_rate_bytes", "must be at least 1");
+        }
+        if self.server.max_pending_bodies == 0 || self.server.max_pending_bodies > 4096 {
+            return fail("server.max_pending_bodies", "must be between 1 and 4096");
+        }
+        if self.server.max_connections_per_ip > 1_000_000 {
+            return fail(
+                "server.max_connections_per_ip",
+                "must be at most 1000000 (0 turns the cap off)",
+            );
+        }
         if let Some(url) = &self.server.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return fail("server.public_url", "must start with http:// or https://");
@@ -974,6 +1006,10 @@ mod tests {
         let config = load(None, None, &[]).unwrap();
         assert_eq!(config.server.host, "127.0.0.1");
         assert_eq!(config.server.port, 8000);
+        assert_eq!(config.server.body_timeout_seconds, 60);
+        assert_eq!(config.server.min_body_rate_bytes, 1024);
+        assert_eq!(config.server.max_pending_bodies, 64);
+        assert_eq!(config.server.max_connections_per_ip, 64);
         assert_eq!(config.providers.gemini.default_model, "gemini-2.5-pro");
         assert_eq!(config.providers.codex.stall_timeout(), 600);
         assert!(config.source.is_none());
@@ -1027,6 +1063,18 @@ mod tests {
         );
         check_error("[server]\nport = 70000\n", "server.port");
         check_error("[server]\nport = \"eighty\"\n", "server.port: invalid type");
+        check_error(
+            "[server]\nbody_timeout_seconds = 0\n",
+            "server.body_timeout_seconds: must be between 1 and 86400",
+        );
+        check_error(
+            "[server]\nmin_body_rate_bytes = 0\n",
+            "server.min_body_rate_bytes: must be at least 1",
+        );
+        check_error(
+            "[server]\nmax_pending_bodies = 0\n",
+            "server.max_pending_bodies",
+        );
         check_error(
             "[logging]\nlevel = \"loud\"\n",
             "logging.level: must be one of",

@@ -1,5 +1,5 @@
 //! Operator authentication: exchanging the operator secret for access tokens, checking bearers,
-//! logging out, and throttling failed logins per client address.
+//! logging out, and throttling failed logins and unknown bearers per client address.
 //!
 //! Owns the token format (`cdt_` + 43 base62 chars, stored as SHA-256) and the throttle. Must not
 //! keep raw tokens anywhere but in the response that returns them once.
@@ -42,7 +42,8 @@ struct Failures {
     first_ms: i64,
 }
 
-/// Per-address counter of failed logins.
+/// Per-address counter of failed logins and unknown bearer credentials (guesses). Keyed by the
+/// peer IP address as text: behind a reverse proxy every client shares the proxy's address.
 #[derive(Default)]
 pub struct LoginThrottle {
     failures: Mutex<HashMap<String, Failures>>,
@@ -58,7 +59,7 @@ impl LoginThrottle {
                 let retry_after_secs = ((window_end - now_ms) / 1000).max(1) as u64;
                 return Err(Error::TooManyRequests {
                     message: format!(
-                        "too many failed logins from this address; try again in {retry_after_secs} s"
+                        "too many failed logins or invalid credentials from this address; try again in {retry_after_secs} s"
                     ),
                     retry_after_secs,
                 });
@@ -67,7 +68,8 @@ impl LoginThrottle {
         Ok(())
     }
 
-    fn record_failure(&self, addr: &str, now_ms: i64) {
+    /// Counts a failed login or an unknown credential from `addr`.
+    pub fn record_failure(&self, addr: &str, now_ms: i64) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         // Forget stale entries so the map cannot grow without bound.
         failures.retain(|_, f| now_ms < f.first_ms + THROTTLE_WINDOW_MS);
@@ -128,26 +130,28 @@ pub fn login(
     })
 }
 
-/// Resolves a bearer value to an operator credential, or explains why it is not one.
+/// Resolves a bearer value to an operator credential: `None` when it is neither the secret nor
+/// a token ever issued (a guess, which the caller counts against the client), else the
+/// credential or why it no longer works (401 logged out/expired).
 pub fn authenticate(
     store: &Store,
     operator_secret: &str,
     bearer: &str,
-) -> Result<OperatorCredential> {
+) -> Result<Option<OperatorCredential>> {
     if crate::crypto::constant_time_eq(bearer.as_bytes(), operator_secret.as_bytes()) {
-        return Ok(OperatorCredential::Secret);
+        return Ok(Some(OperatorCredential::Secret));
     }
     let token_hash = crate::crypto::sha256_hex(bearer.as_bytes());
     let token = store.read(|conn| operator_tokens::find_by_hash(conn, &token_hash))?;
     match token {
-        None => Err(Error::Unauthorized("invalid bearer token".to_string())),
+        None => Ok(None),
         Some(token) if token.revoked_at.is_some() => Err(Error::Unauthorized(
             "this token was logged out; log in again".to_string(),
         )),
         Some(token) if token.expires_at <= clock::now_ms() => Err(Error::Unauthorized(
             "this token has expired; log in again".to_string(),
         )),
-        Some(token) => Ok(OperatorCredential::Token(token.id)),
+        Some(token) => Ok(Some(OperatorCredential::Token(token.id))),
     }
 }
 

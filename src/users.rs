@@ -487,10 +487,11 @@ pub fn rotate_key(
     })
 }
 
-/// Resolves a raw user key to its user, or explains why not (401 bad/revoked/expired, 403 status).
-pub fn authenticate(store: &store::Store, raw: &str) -> Result<(User, ApiKey)> {
+/// Resolves a raw user key to its user: `None` when no such key exists (a guess, which the
+/// caller counts against the client), else the user or why not (401 revoked/expired, 403 status).
+pub fn authenticate(store: &store::Store, raw: &str) -> Result<Option<(User, ApiKey)>> {
     if !raw.starts_with(KEY_PREFIX) {
-        return Err(Error::Unauthorized("invalid API key".into()));
+        return Ok(None);
     }
     let hash = crate::crypto::sha256_hex(raw.as_bytes());
     let now = clock::now_ms();
@@ -502,7 +503,7 @@ pub fn authenticate(store: &store::Store, raw: &str) -> Result<(User, ApiKey)> {
         Ok(user.map(|u| (u, key)))
     })?;
     let Some((user, key)) = found else {
-        return Err(Error::Unauthorized("invalid API key".into()));
+        return Ok(None);
     };
     // The user's status comes first: deleting a user revokes its keys, and the caller should
     // still learn that the user is gone (403), not merely that the key is revoked.
@@ -524,7 +525,7 @@ pub fn authenticate(store: &store::Store, raw: &str) -> Result<(User, ApiKey)> {
             log::warn!("could not record the use of key {id}: {error}");
         }
     }
-    Ok((user, key))
+    Ok(Some((user, key)))
 }
 
 /// Creates the Dashboard Admin user once (at start-up); its key is never shown.

@@ -1,4 +1,5 @@
-//! Turns the `Authorization` header into a [`Principal`] according to the route's access rule.
+//! Turns the `Authorization` header into a [`Principal`] according to the route's access rule,
+//! counting unknown credentials against the client address in the login throttle.
 //!
 //! Must not mint or store credentials (that is `operator` and `users`); it only asks who the
 //! caller is and whether that kind of caller may use the route.
@@ -45,6 +46,11 @@ impl Principal {
 }
 
 /// Authenticates `request` for a route with `access`.
+///
+/// A bearer that matches no credential at all (not a stale one: a logged-out or expired token
+/// or key was real once) counts as a failed login for the client's address, so keys and tokens
+/// cannot be guessed faster than passwords; while the address is throttled every bearer from it
+/// gets 429, valid or not. Requests without a credential do not count: they guess nothing.
 pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Principal> {
     if access == Access::Public {
         return Ok(Principal::Anonymous);
@@ -52,8 +58,17 @@ pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Prin
     let bearer = request.bearer().ok_or_else(|| {
         Error::Unauthorized("missing credential: send Authorization: Bearer <token>".to_string())
     })?;
+    let client = request.client_ip();
+    app.login_throttle.check(&client, crate::clock::now_ms())?;
+    let unknown = |what: &str| {
+        app.login_throttle
+            .record_failure(&client, crate::clock::now_ms());
+        log::warn!("unknown {what} from {client}");
+        Error::Unauthorized(format!("invalid {what}"))
+    };
     if bearer.starts_with("uagk_") {
-        let (user, key) = crate::users::authenticate(&app.store, bearer)?;
+        let (user, key) =
+            crate::users::authenticate(&app.store, bearer)?.ok_or_else(|| unknown("API key"))?;
         if access == Access::Operator {
             return Err(Error::Forbidden(
                 "user API keys cannot use the management plane".to_string(),
@@ -64,7 +79,8 @@ pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Prin
             key_id: key.id,
         });
     }
-    let credential = crate::operator::authenticate(&app.store, &app.operator_secret, bearer)?;
+    let credential = crate::operator::authenticate(&app.store, &app.operator_secret, bearer)?
+        .ok_or_else(|| unknown("bearer token"))?;
     if access == Access::User {
         return Err(Error::Forbidden(
             "this route needs a user API key; operators use /management/v1/users".to_string(),

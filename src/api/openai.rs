@@ -6,8 +6,11 @@
 use crate::api::auth::Principal;
 use crate::app::App;
 use crate::error::{Error, Result};
+use crate::http::request::Admission;
 use crate::http::{Body, Request, Response};
+use crate::store::users::User;
 use crate::turns::engine::{self, TurnRequest};
+use crate::turns::locks::Slot;
 use crate::turns::prompt::Message;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -88,7 +91,48 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
+/// Admission of `POST /v1/chat/completions`, before its body is read: a user key gets
+/// [`admit_user`]; operators have no per-user limits.
+pub fn admit(app: &Arc<App>, principal: &Principal) -> Result<Admission> {
+    engine::refuse_unconfined(app, principal.is_user_key())?;
+    match principal {
+        Principal::User { user, .. } => admit_user(app, user).map(Admission::holding),
+        Principal::Operator(_) | Principal::Anonymous => Ok(Admission::default()),
+    }
+}
+
+/// A turn slot for `user`, or 429 when their daily token budget is spent or `max_concurrency`
+/// turns are running. Checked before the body is read, so a user at a limit is refused without
+/// uploading anything; the slot is held until the turn ends.
+pub fn admit_user(app: &App, user: &User) -> Result<Slot> {
+    if let Some(budget) = user.daily_token_budget {
+        let today = crate::clock::ymd(crate::clock::now_ms());
+        let spent = app
+            .store
+            .read(|conn| crate::store::usage::tokens_on(conn, &user.id, &today))?;
+        if spent >= budget {
+            return Err(Error::TooManyRequests {
+                message: format!(
+                    "the daily token budget of {budget} is used up ({spent} spent today, UTC)"
+                ),
+                retry_after_secs: 3600,
+            });
+        }
+    }
+    let max = user.max_concurrency.max(1) as usize;
+    app.user_slots
+        .try_acquire(&user.id, max)
+        .ok_or_else(|| Error::TooManyRequests {
+            message: format!(
+                "this user already runs {max} turn(s) at once (max_concurrency); retry when one finishes"
+            ),
+            retry_after_secs: 5,
+        })
+}
+
 /// `POST /v1/chat/completions`: runs one agent turn, as JSON or as Server-Sent Events.
+///
+/// The user's turn slot comes from admission ([`admit`]) in `request.admission`.
 pub fn chat_completions(
     app: &Arc<App>,
     request: &Request,
@@ -164,28 +208,9 @@ pub fn chat_completions(
             (id, dir)
         }
     };
-    let slot = match user {
-        Some(user) => {
-            if let Some(budget) = user.daily_token_budget {
-                let today = crate::clock::ymd(crate::clock::now_ms());
-                let spent = app
-                    .store
-                    .read(|conn| crate::store::usage::tokens_on(conn, &user.id, &today))?;
-                if spent >= budget {
-                    return Err(Error::TooManyRequests {
-                        message: format!("the daily token budget of {budget} is used up ({spent} spent today, UTC)"),
-                        retry_after_secs: 3600,
-                    });
-                }
-            }
-            let max = user.max_concurrency.max(1) as usize;
-            Some(app.user_slots.try_acquire(&user.id, max).ok_or_else(|| Error::TooManyRequests {
-                message: format!("this user already runs {max} turn(s) at once (max_concurrency); retry when one finishes"),
-                retry_after_secs: 5,
-            })?)
-        }
-        None => None,
-    };
+    // Taken here so that the non-streaming path frees it before the response goes out (a client
+    // that starts its next turn on reading the answer must find the slot free).
+    let slot = request.admission.take_slot();
     let turn = TurnRequest {
         user_id,
         provider,

@@ -1,8 +1,12 @@
-//! The HTTP server: the accept loop, the two worker pools, and the per-request pipeline.
+//! The HTTP server: the accept loop, the body intake stage, the two worker pools, and the
+//! per-request pipeline.
 //!
-//! One accept thread takes requests from tiny_http and hands each to the `api` or `turns` pool;
-//! a full pool (workers and its short queue) is answered 503 with `Retry-After` at once. In a worker: request id, route,
-//! authentication, body (size-limited), handler, response. Must not know about domain tables.
+//! One accept thread takes requests from tiny_http and never reads from or waits on a client.
+//! A request whose body is still on the socket goes to the intake stage, which routes,
+//! authenticates and admits it and only then reads the body, under a deadline; with the body in
+//! memory it moves to the `api` or `turns` pool, so a slow client never holds a worker. Any other
+//! request goes straight to its pool and is prepared there. A full stage or pool is answered 503
+//! with `Retry-After` at once. Must not know about domain tables.
 
 pub mod assets;
 pub mod pool;
@@ -14,9 +18,11 @@ pub mod sse;
 pub use self::request::Request;
 pub use self::response::{Body, Plane, Response};
 
+use crate::api::auth::Principal;
 use crate::app::App;
 use crate::error::{Error, Result};
 use pool::Pool;
+use router::Handler;
 use std::net::TcpListener;
 use std::os::unix::io::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -25,9 +31,18 @@ use std::time::{Duration, Instant};
 
 /// Serves until SIGTERM/SIGINT, then lets running requests finish within the grace period.
 pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
-    let timeout = Duration::from_secs(app.config.server.read_timeout_seconds);
-    set_socket_timeouts(&listener, timeout)?;
-    let server = tiny_http::Server::from_listener(listener, None)
+    let config = app.config.server.clone();
+    set_socket_timeouts(&listener, Duration::from_secs(config.read_timeout_seconds))?;
+    let limits = tiny_http::Limits {
+        max_connections_per_ip: config.max_connections_per_ip,
+        // tiny_http reads heads and bodies up to 1 KiB itself: the same deadline as ours.
+        request_deadline: Some(Arc::new({
+            let config = config.clone();
+            move |length| request::body_allowance(&config, Some(length as u64))
+        })),
+        ..tiny_http::Limits::default()
+    };
+    let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| Error::Internal(format!("cannot start the HTTP server: {e}")))?;
     let server = Arc::new(server);
     let signals = crate::shutdown::Signals::install().map_err(|e| Error::io("sigaction", e))?;
@@ -43,19 +58,18 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
             .map_err(|e| Error::io("thread spawn", e))?;
     }
 
-    let handler: Arc<dyn Fn(tiny_http::Request) + Send + Sync> = {
+    let pools = Arc::new(Pools::start(&app));
+    let intake: Pool<tiny_http::Request> = {
         let app = Arc::clone(&app);
-        Arc::new(move |raw| handle(&app, raw))
+        let pools = Arc::clone(&pools);
+        // No queue: a body that no intake thread can read now is refused, not parked.
+        Pool::new(
+            "intake",
+            config.max_pending_bodies,
+            0,
+            Arc::new(move |raw| intake(&app, &pools, raw)),
+        )
     };
-    let server_config = &app.config.server;
-    let api_pool = Pool::new(
-        "api",
-        server_config.workers,
-        server_config.queue,
-        Arc::clone(&handler),
-    );
-    // Turns are long: a turn that cannot start now is refused at once rather than queued.
-    let turn_pool = Pool::new("turns", server_config.turn_workers, 0, handler);
 
     loop {
         let raw = match server.recv() {
@@ -67,28 +81,17 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
             }
         };
         if crate::shutdown::requested() {
-            reject(raw, &Error::ShuttingDown);
+            refuse(raw, &Error::ShuttingDown);
             break;
         }
-        let pool = if router::runs_on_turn_pool(raw.url()) {
-            &turn_pool
-        } else {
-            &api_pool
-        };
-        if let Err(raw) = pool.try_submit(raw) {
-            log::warn!("{} pool is full; answering 503", pool.name());
-            reject(
-                raw,
-                &Error::Busy {
-                    pool: pool.name(),
-                    retry_after_secs: 1,
-                },
-            );
-        }
+        dispatch(&pools, &intake, raw);
     }
 
-    let grace = Duration::from_secs(app.config.server.shutdown_grace_seconds);
-    let left = api_pool.shutdown(grace) + turn_pool.shutdown(grace);
+    // Intake first: what it finishes still goes to the pools, which wait for it.
+    let grace_end = Instant::now() + Duration::from_secs(config.shutdown_grace_seconds);
+    let grace = || grace_end.saturating_duration_since(Instant::now());
+    let left =
+        intake.shutdown(grace()) + pools.api.shutdown(grace()) + pools.turns.shutdown(grace());
     if left > 0 {
         log::warn!("{left} requests were still running when the grace period ended");
     }
@@ -103,80 +106,181 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
     Ok(())
 }
 
-/// Answers a request from the accept thread without a worker (pool full, shutting down).
-fn reject(raw: tiny_http::Request, error: &Error) {
+/// The worker pools that run handlers: `api` for short requests, `turns` for agent turns.
+struct Pools {
+    api: Pool<Job>,
+    turns: Pool<Job>,
+}
+
+impl Pools {
+    fn start(app: &Arc<App>) -> Pools {
+        let worker: Arc<dyn Fn(Job) + Send + Sync> = {
+            let app = Arc::clone(app);
+            Arc::new(move |job| work(&app, job))
+        };
+        let config = &app.config.server;
+        Pools {
+            api: Pool::new("api", config.workers, config.queue, Arc::clone(&worker)),
+            // Turns are long: a turn that cannot start now is refused at once rather than queued.
+            turns: Pool::new("turns", config.turn_workers, 0, worker),
+        }
+    }
+
+    /// The pool that runs requests for `url`.
+    fn for_url(&self, url: &str) -> &Pool<Job> {
+        if router::runs_on_turn_pool(url) {
+            &self.turns
+        } else {
+            &self.api
+        }
+    }
+}
+
+/// Work for a pool worker.
+enum Job {
+    /// Straight from the accept thread, its body (if any) already in memory: prepared on the
+    /// worker.
+    Received(tiny_http::Request),
+    /// From the intake stage: prepared and its body read; only the handler is left.
+    Prepared(Box<Prepared>),
+}
+
+/// A request that passed routing, authentication and admission, with its body in memory.
+struct Prepared {
+    exchange: Exchange,
+    handler: Handler,
+    principal: Principal,
+}
+
+/// A request in flight: tiny_http's handle to answer it, the parsed request, its arrival.
+struct Exchange {
+    raw: tiny_http::Request,
+    request: Request,
+    started: Instant,
+}
+
+/// How an answer leaves the connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Keep the connection for the next request (unless the response says `Connection: close`).
+    KeepAlive,
+    /// Close it without reading what is left of the body.
+    Close,
+}
+
+/// Hands `raw` to the stage that serves it, or answers 503 when that stage is full. Runs on the
+/// accept thread: nothing here reads from or waits on a client.
+fn dispatch(pools: &Pools, intake: &Pool<tiny_http::Request>, raw: tiny_http::Request) {
+    if raw.body_pending() {
+        if let Err(raw) = intake.try_submit(raw) {
+            log::warn!(
+                "intake is full ({} bodies being read); answering 503",
+                intake.in_flight()
+            );
+            refuse(raw, &busy(intake));
+        }
+        return;
+    }
+    let pool = pools.for_url(raw.url());
+    if let Err(Job::Received(raw)) = pool.try_submit(Job::Received(raw)) {
+        log::warn!("{} pool is full; answering 503", pool.name());
+        refuse(raw, &busy(pool));
+    }
+}
+
+fn busy<T: Send>(pool: &Pool<T>) -> Error {
+    Error::Busy {
+        pool: pool.name(),
+        retry_after_secs: 1,
+    }
+}
+
+/// Answers a request from the accept thread (a full stage, shutting down) and closes the
+/// connection, without ever blocking: a client that does not read, or an earlier response still
+/// being written on the same connection, must not stall dispatch for everyone.
+fn refuse(raw: tiny_http::Request, error: &Error) {
     let request_id = request_id_for(&raw);
     let plane = Plane::of(raw.url());
-    let _ = raw.respond(Response::error(error, plane, &request_id).into_tiny(&request_id));
+    let response = Response::error(error, plane, &request_id).into_tiny(&request_id);
+    if let Err(e) = raw.try_respond_and_close(response) {
+        log::debug!("a refusal ({}) was not delivered: {e}", error.status());
+    }
 }
 
-/// The per-request pipeline, run on a worker.
-fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
-    let started = Instant::now();
-    let request_id = request_id_for(&raw);
-    let mut request = Request::new(raw.method().as_str(), raw.url());
-    request.headers = raw
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
+/// The intake stage: prepares a request whose body is still on the socket, then reads the body
+/// under [`request::body_allowance`] and passes the request on to its pool. A request refused
+/// before or while its body is read is answered with the connection closed, so that nothing
+/// waits for the rest of the body.
+fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
+    let mut exchange = Exchange::begin(raw);
+    let request_id = exchange.request.request_id.clone();
+    let prepared = crate::telemetry::with_request_id(&request_id, || {
+        guarded(|| {
+            let (handler, principal) = prepare(app, &mut exchange.request)?;
+            let pool = pools.for_url(exchange.raw.url());
+            // No body is taken in that no worker could take on (a hint: workers may free up).
+            if pool.is_full() {
+                return Err(busy(pool));
+            }
+            let server = &app.config.server;
+            let length = exchange.raw.body_length().map(|n| n as u64);
+            let deadline = Instant::now() + request::body_allowance(server, length);
+            exchange.request.body =
+                request::read_body(&mut exchange.raw, server.max_body_bytes, Some(deadline))?;
+            Ok((handler, principal))
         })
-        .collect();
-    request.remote_addr = raw.remote_addr().copied();
-    request.request_id = request_id.clone();
-    let plane = Plane::of(&request.path);
+    });
+    let (handler, principal) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return exchange.fail(&error, Ending::Close),
+    };
+    let pool = pools.for_url(exchange.raw.url());
+    let job = Job::Prepared(Box::new(Prepared {
+        exchange,
+        handler,
+        principal,
+    }));
+    if let Err(Job::Prepared(prepared)) = pool.try_submit(job) {
+        log::warn!("{} pool is full; answering 503", pool.name());
+        // The body is in: the connection can stay.
+        prepared.exchange.fail(&busy(pool), Ending::KeepAlive);
+    }
+}
 
-    let response = crate::telemetry::with_request_id(&request_id, || {
-        let outcome = catch_unwind(AssertUnwindSafe(|| respond(app, &mut raw, &mut request)));
-        let result =
-            outcome.unwrap_or_else(|_| Err(Error::Internal("the handler panicked".to_string())));
-        match result {
-            Ok(response) => response,
-            Err(error) => {
-                if error.is_internal() {
-                    log::error!("{} {}: {error}", request.method, request.path);
-                }
-                Response::error(&error, plane, &request_id)
+/// Runs a job on an api or turns worker.
+fn work(app: &Arc<App>, job: Job) {
+    let prepared = match job {
+        Job::Prepared(prepared) => *prepared,
+        Job::Received(raw) => {
+            let mut exchange = Exchange::begin(raw);
+            let request_id = exchange.request.request_id.clone();
+            let prepared = crate::telemetry::with_request_id(&request_id, || {
+                guarded(|| {
+                    let prepared = prepare(app, &mut exchange.request)?;
+                    // A declared body is at most 1 KiB and already in memory. Without one there
+                    // is nothing to read (an upgrade request's reader is the raw stream).
+                    if exchange.raw.body_length().is_some_and(|length| length > 0) {
+                        let limit = app.config.server.max_body_bytes;
+                        exchange.request.body = request::read_body(&mut exchange.raw, limit, None)?;
+                    }
+                    Ok(prepared)
+                })
+            });
+            match prepared {
+                Ok((handler, principal)) => Prepared {
+                    exchange,
+                    handler,
+                    principal,
+                },
+                Err(error) => return exchange.fail(&error, Ending::KeepAlive),
             }
         }
-    });
-    let status = response.status;
-    let streaming = matches!(response.body, Body::Stream(_));
-    let sent = raw.respond(response.into_tiny(&request_id));
-    crate::telemetry::with_request_id(&request_id, || {
-        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-        let quiet = request.path == "/healthz" || request.path.starts_with("/dashboard/");
-        if let Err(e) = sent {
-            log::info!(
-                "{} {} {status}: client went away: {e}",
-                request.method,
-                request.path
-            );
-        } else if quiet && status < 400 {
-            log::debug!(
-                "{} {} {status} {elapsed:.1}ms",
-                request.method,
-                request.path
-            );
-        } else {
-            let kind = if streaming { " (stream)" } else { "" };
-            log::info!(
-                "{} {} {status} {elapsed:.1}ms{kind}",
-                request.method,
-                request.path
-            );
-        }
-    });
+    };
+    finish(app, prepared);
 }
 
-fn respond(
-    app: &Arc<App>,
-    raw: &mut tiny_http::Request,
-    request: &mut Request,
-) -> Result<Response> {
+/// Routes, authenticates and admits a request: everything decided before its body is read.
+fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(Handler, Principal)> {
     let segments = request.segments();
     if segments
         .iter()
@@ -199,10 +303,118 @@ fn respond(
         }
     };
     let principal = crate::api::auth::authenticate(app, request, access)?;
-    if matches!(request.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
-        request.body = request::read_body(raw, app.config.server.max_body_bytes)?;
+    if let Some(admit) = router::admission(&segments) {
+        request.admission = admit(app, &principal)?;
     }
-    handler(app, request, &principal)
+    Ok((handler, principal))
+}
+
+/// Calls the handler (a panic is a 500 with the request id) and sends its response.
+fn finish(app: &Arc<App>, prepared: Prepared) {
+    let Prepared {
+        exchange,
+        handler,
+        principal,
+    } = prepared;
+    let request_id = exchange.request.request_id.clone();
+    let result = crate::telemetry::with_request_id(&request_id, || {
+        guarded(|| handler(app, &exchange.request, &principal))
+    });
+    match result {
+        Ok(response) => exchange.deliver(response, Ending::KeepAlive),
+        Err(error) => exchange.fail(&error, Ending::KeepAlive),
+    }
+}
+
+/// Runs `f`, turning a panic into a 500.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(Error::Internal("the handler panicked".to_string())))
+}
+
+impl Exchange {
+    /// Parses `raw` into a [`Request`] with its request id.
+    fn begin(raw: tiny_http::Request) -> Exchange {
+        let request_id = request_id_for(&raw);
+        let mut request = Request::new(raw.method().as_str(), raw.url());
+        request.headers = raw
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        request.remote_addr = raw.remote_addr().copied();
+        request.request_id = request_id;
+        Exchange {
+            raw,
+            request,
+            started: Instant::now(),
+        }
+    }
+
+    /// Answers `error` in the shape of the request's plane (500s are logged in full).
+    fn fail(self, error: &Error, ending: Ending) {
+        if error.is_internal() {
+            crate::telemetry::with_request_id(&self.request.request_id, || {
+                log::error!("{} {}: {error}", self.request.method, self.request.path)
+            });
+        }
+        let plane = Plane::of(&self.request.path);
+        let response = Response::error(error, plane, &self.request.request_id);
+        self.deliver(response, ending);
+    }
+
+    /// Sends `response` and logs the request.
+    fn deliver(self, response: Response, ending: Ending) {
+        let Exchange {
+            raw,
+            request,
+            started,
+        } = self;
+        // A turn slot the handler did not take is freed before the client sees the answer, or
+        // its next request could find the user still at `max_concurrency`.
+        drop(request.admission.take_slot());
+        let status = response.status;
+        let streaming = matches!(response.body, Body::Stream(_));
+        let close = ending == Ending::Close
+            || response.headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
+            });
+        let tiny = response.into_tiny(&request.request_id);
+        let sent = if close {
+            raw.respond_and_close(tiny)
+        } else {
+            raw.respond(tiny)
+        };
+        crate::telemetry::with_request_id(&request.request_id, || {
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            let quiet = request.path == "/healthz" || request.path.starts_with("/dashboard/");
+            if let Err(e) = sent {
+                log::info!(
+                    "{} {} {status}: client went away: {e}",
+                    request.method,
+                    request.path
+                );
+            } else if quiet && status < 400 {
+                log::debug!(
+                    "{} {} {status} {elapsed:.1}ms",
+                    request.method,
+                    request.path
+                );
+            } else {
+                let kind = if streaming { " (stream)" } else { "" };
+                log::info!(
+                    "{} {} {status} {elapsed:.1}ms{kind}",
+                    request.method,
+                    request.path
+                );
+            }
+        });
+    }
 }
 
 /// The client's `X-Request-Id` when it is short and plain, else a new `req_<12hex>`.

@@ -7,7 +7,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,9 @@ pub struct Pool<T: Send + 'static> {
     name: &'static str,
     capacity: usize,
     in_flight: Arc<AtomicUsize>,
-    sender: Option<SyncSender<T>>,
-    workers: Vec<JoinHandle<()>>,
+    // Shared with the stages that submit into this pool, so shutdown takes `&self`.
+    sender: RwLock<Option<SyncSender<T>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl<T: Send + 'static> Pool<T> {
@@ -49,8 +50,8 @@ impl<T: Send + 'static> Pool<T> {
             name,
             capacity,
             in_flight,
-            sender: Some(sender),
-            workers,
+            sender: RwLock::new(Some(sender)),
+            workers: Mutex::new(workers),
         }
     }
 
@@ -61,7 +62,8 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Hands `item` to a worker (or the queue), or gives it back when both are full.
     pub fn try_submit(&self, item: T) -> Result<(), T> {
-        let Some(sender) = &self.sender else {
+        let sender = self.sender.read().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = sender.as_ref() else {
             return Err(item);
         };
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
@@ -80,16 +82,22 @@ impl<T: Send + 'static> Pool<T> {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Whether a submission now would be refused (a hint: others may submit or finish).
+    pub fn is_full(&self) -> bool {
+        self.in_flight() >= self.capacity
+    }
+
     /// Stops taking items and waits up to `grace` for running ones; returns how many still run.
-    pub fn shutdown(mut self, grace: Duration) -> usize {
-        self.sender = None;
+    pub fn shutdown(&self, grace: Duration) -> usize {
+        *self.sender.write().unwrap_or_else(|p| p.into_inner()) = None;
         let deadline = Instant::now() + grace;
         while self.in_flight() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = self.in_flight();
         if left == 0 {
-            for worker in self.workers.drain(..) {
+            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            for worker in workers.drain(..) {
                 let _ = worker.join();
             }
         }
@@ -142,7 +150,9 @@ mod tests {
             sender.send(item).unwrap();
         };
         let pool = Pool::new("test", 1, 0, Arc::new(handler));
+        assert!(!pool.is_full());
         assert!(pool.try_submit(0).is_ok());
+        assert!(pool.is_full());
         assert_eq!(
             pool.try_submit(7),
             Err(7),
@@ -160,5 +170,6 @@ mod tests {
         assert!(pool.try_submit(2).is_ok());
         assert_eq!(done_rx.recv().unwrap(), 2, "the worker survived the panic");
         assert_eq!(pool.shutdown(Duration::from_secs(1)), 0);
+        assert_eq!(pool.try_submit(3), Err(3), "a stopped pool takes nothing");
     }
 }

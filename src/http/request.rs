@@ -1,12 +1,17 @@
-//! The parsed request handed to handlers: method, decoded path, query, headers, body, request id.
+//! The parsed request handed to handlers: method, decoded path, query, headers, body, request id,
+//! and what admission granted before the body was read.
 //!
 //! Owns turning a `tiny_http::Request` into plain data, with the body read under a size limit and
-//! the socket's read timeout. Must not know about routes or domain types.
+//! a deadline that grows with its length. Must not know about routes.
 
+use crate::config::ServerConfig;
 use crate::error::{Error, Result};
+use crate::turns::locks::Slot;
 use serde::de::DeserializeOwned;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A request as handlers see it; everything already read and decoded.
 #[derive(Debug, Clone)]
@@ -25,6 +30,36 @@ pub struct Request {
     pub remote_addr: Option<SocketAddr>,
     /// The request id echoed in `X-Request-Id`.
     pub request_id: String,
+    /// What admission granted before the body was read (a turn slot).
+    pub admission: Admission,
+}
+
+/// What admission granted a request before its body was read: a user's turn slot, which the
+/// handler takes and keeps until the turn ends. A slot nobody took is freed with the request.
+#[derive(Clone, Default)]
+pub struct Admission {
+    slot: Arc<Mutex<Option<Slot>>>,
+}
+
+impl Admission {
+    /// An admission holding `slot`.
+    pub fn holding(slot: Slot) -> Admission {
+        Admission {
+            slot: Arc::new(Mutex::new(Some(slot))),
+        }
+    }
+
+    /// Takes the slot out; dropping it frees the user's slot.
+    pub fn take_slot(&self) -> Option<Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.slot.lock().map(|slot| slot.is_some()).unwrap_or(false);
+        f.debug_struct("Admission").field("slot", &held).finish()
+    }
 }
 
 impl Request {
@@ -39,6 +74,7 @@ impl Request {
             body: Vec::new(),
             remote_addr: None,
             request_id: String::new(),
+            admission: Admission::default(),
         }
     }
 
@@ -112,18 +148,57 @@ fn missing_or_unknown_field(message: &str) -> Option<String> {
     rest.split('`').next().map(str::to_string)
 }
 
-/// Reads the body of `request` into memory, refusing more than `limit` bytes.
-pub fn read_body(request: &mut tiny_http::Request, limit: u64) -> Result<Vec<u8>> {
-    if let Some(length) = request.body_length() {
-        if length as u64 > limit {
-            return Err(Error::PayloadTooLarge { limit });
+/// The grace every request gets before the minimum rate applies: a small body on a slow link.
+const BODY_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a client gets to send a body of `length` bytes (`None`: chunked, length unknown):
+/// 10 s plus the length at `min_body_rate_bytes` per second, at most `body_timeout_seconds`.
+/// A fixed timeout would either cut off large uploads on slow links or let a client hold a
+/// reader for minutes with a small body sent a byte at a time.
+pub fn body_allowance(server: &ServerConfig, length: Option<u64>) -> Duration {
+    let most = Duration::from_secs(server.body_timeout_seconds);
+    match length {
+        Some(length) => {
+            let transfer =
+                Duration::from_secs_f64(length as f64 / server.min_body_rate_bytes as f64);
+            most.min(BODY_GRACE + transfer)
         }
+        None => most,
+    }
+}
+
+/// Reads the body of `request` into memory, refusing more than `limit` bytes; with a deadline,
+/// reads that are not done by then fail (408).
+pub fn read_body(
+    request: &mut tiny_http::Request,
+    limit: u64,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>> {
+    let declared = request.body_length();
+    if declared.is_some_and(|length| length as u64 > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    if deadline.is_some() {
+        request.set_read_deadline(deadline);
     }
     let mut body = Vec::new();
-    let reader = request.as_reader();
-    match reader.take(limit + 1).read_to_end(&mut body) {
+    // A declared length bounds the read itself: an upgrade request's reader is the raw stream.
+    let read = request
+        .as_reader()
+        .take(declared.map_or(limit + 1, |length| length as u64))
+        .read_to_end(&mut body);
+    if deadline.is_some() {
+        request.set_read_deadline(None);
+    }
+    match read {
         Ok(_) if body.len() as u64 > limit => Err(Error::PayloadTooLarge { limit }),
-        Ok(_) => Ok(body),
+        Ok(_) => match declared {
+            Some(length) if body.len() < length => Err(Error::bad_request(format!(
+                "the request body ended after {} of {length} bytes",
+                body.len()
+            ))),
+            _ => Ok(body),
+        },
         Err(e)
             if matches!(
                 e.kind(),
@@ -189,6 +264,34 @@ mod tests {
         assert_eq!(request.query_param("flag"), Some(""));
         assert_eq!(percent_decode("100%", false), "100%");
         assert_eq!(percent_decode("%zz", false), "%zz");
+    }
+
+    #[test]
+    fn body_allowance_grows_with_length_up_to_the_cap() {
+        let server = ServerConfig::default();
+        let secs = |length| body_allowance(&server, length).as_secs_f64();
+        assert_eq!(secs(Some(0)), 10.0);
+        assert_eq!(secs(Some(10 * 1024)), 20.0);
+        assert_eq!(secs(Some(200_000)), 60.0, "capped at body_timeout_seconds");
+        assert_eq!(secs(None), 60.0, "chunked: the cap");
+    }
+
+    #[test]
+    fn an_admission_slot_is_taken_once_and_freed_on_drop() {
+        let slots = crate::turns::locks::Slots::default();
+        let admission = Admission::holding(slots.try_acquire("u", 1).unwrap());
+        let copy = admission.clone();
+        assert!(slots.try_acquire("u", 1).is_none());
+        let slot = copy.take_slot().expect("the slot");
+        assert!(admission.take_slot().is_none(), "taken once");
+        drop(slot);
+        assert!(slots.try_acquire("u", 1).is_some());
+        let unclaimed = Admission::holding(slots.try_acquire("v", 1).unwrap());
+        drop(unclaimed);
+        assert!(
+            slots.try_acquire("v", 1).is_some(),
+            "freed with the request"
+        );
     }
 
     #[test]

@@ -6,11 +6,16 @@
 use crate::api;
 use crate::app::App;
 use crate::error::Result;
+use crate::http::request::Admission;
 use crate::http::{Request, Response};
 use std::sync::Arc;
 
 /// A handler: a plain function of the app, the parsed request and the authenticated caller.
 pub type Handler = fn(&Arc<App>, &Request, &api::auth::Principal) -> Result<Response>;
+
+/// Admission: run right after authentication, before the body is read; refuses a caller at a
+/// limit (429) or grants what the handler needs (a user's turn slot).
+pub type Admit = fn(&Arc<App>, &api::auth::Principal) -> Result<Admission>;
 
 /// The credential a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +41,24 @@ pub enum Route {
 }
 
 /// Whether the request runs on the `turns` pool (agent turns) rather than the `api` pool.
+///
+/// `url` is read the way [`route`] reads a path (decoded, empty segments dropped), so that no
+/// spelling of a turn route (`/v1//chat/completions`, `%2F`) escapes the turns pool.
 pub fn runs_on_turn_pool(url: &str) -> bool {
     let path = url.split('?').next().unwrap_or("");
-    let path = path.trim_end_matches('/');
-    path == "/v1/chat/completions" || path == "/management/v1/playground/chat"
+    let path = crate::http::request::percent_decode(path, false);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    admission(&segments).is_some()
+}
+
+/// The admission of a turn route (a user's budget and `max_concurrency` slot), checked before
+/// the body is read; other routes admit everyone who authenticated.
+pub fn admission(segments: &[&str]) -> Option<Admit> {
+    match segments {
+        ["v1", "chat", "completions"] => Some(api::openai::admit),
+        ["management", "v1", "playground", "chat"] => Some(api::management::playground::admit),
+        _ => None,
+    }
 }
 
 /// Resolves a method and the path's segments.
@@ -200,5 +219,9 @@ mod tests {
         assert!(runs_on_turn_pool("/v1/chat/completions?x=1"));
         assert!(runs_on_turn_pool("/management/v1/playground/chat"));
         assert!(!runs_on_turn_pool("/v1/models"));
+        // Every spelling the router accepts for a turn route.
+        assert!(runs_on_turn_pool("/v1//chat/completions/"));
+        assert!(runs_on_turn_pool("/v1/chat%2Fcompletions"));
+        assert!(!runs_on_turn_pool("/v1/chat/completions/x"));
     }
 }

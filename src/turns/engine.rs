@@ -81,10 +81,10 @@ pub fn session_key(user_id: &str, workspace_id: &str, client_session_id: &str) -
     format!("{user_id}::{workspace_id}::{client_session_id}")
 }
 
-/// Checks what can be checked before answering: the run can be confined (or need not be) and
-/// the provider CLI exists.
-pub fn preflight(app: &App, request: &TurnRequest) -> Result<PathBuf> {
-    if request.via_user_key && app.sandbox.refuses_users() {
+/// 503 for a turn from a user key when the sandbox cannot confine it (`auto` on a kernel without
+/// Landlock); checked at admission, before the body is read, and again in [`preflight`].
+pub fn refuse_unconfined(app: &App, via_user_key: bool) -> Result<()> {
+    if via_user_key && app.sandbox.refuses_users() {
         return Err(Error::Unavailable {
             code: "sandbox_unavailable",
             message: "agent turns from user keys are refused: this kernel has no Landlock \
@@ -93,6 +93,13 @@ pub fn preflight(app: &App, request: &TurnRequest) -> Result<PathBuf> {
                 .to_string(),
         });
     }
+    Ok(())
+}
+
+/// Checks what can be checked before answering: the run can be confined (or need not be) and
+/// the provider CLI exists.
+pub fn preflight(app: &App, request: &TurnRequest) -> Result<PathBuf> {
+    refuse_unconfined(app, request.via_user_key)?;
     let config = provider_config(app, request.provider);
     providers::find_binary(&config.binary, &app.config.host.path).ok_or_else(|| {
         Error::Unavailable {

@@ -296,13 +296,13 @@ fn request_ids_are_echoed_or_generated() {
 }
 
 #[test]
-fn a_full_pool_answers_503_busy_until_the_slow_client_times_out() {
-    // One worker and no queue: a second short request has nowhere to wait.
+fn a_full_intake_answers_503_busy_until_the_slow_client_times_out() {
+    // One body read at a time: a second request with a body has nowhere to go.
     let mut server = support::server()
-        .toml("[server]\nworkers = 1\nqueue = 0\nread_timeout_seconds = 5\n")
+        .toml("[server]\nmax_pending_bodies = 1\nbody_timeout_seconds = 5\n")
         .start();
     // A body over 1 KiB: tiny_http reads smaller bodies itself before dispatching, so only a
-    // larger one reaches the worker and holds it while it waits for the rest.
+    // larger one reaches the intake stage and holds it while it waits for the rest.
     let mut slow = support::connect(server.addr);
     slow.write_all(
         b"POST /management/v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -310,9 +310,13 @@ fn a_full_pool_answers_503_busy_until_the_slow_client_times_out() {
     )
     .unwrap();
 
+    let padded = format!(
+        r#"{{"operator_secret":"{SECRET}","pad":"{}"}}"#,
+        "x".repeat(2048)
+    );
     let mut busy = None;
-    support::wait_until(Duration::from_secs(4), "a 503 from /healthz", || {
-        let response = server.get("/healthz", None);
+    support::wait_until(Duration::from_secs(4), "a 503 for a second body", || {
+        let response = server.post_json("/management/v1/auth/token", None, &padded);
         if response.status == 503 {
             busy = Some(response);
             true
@@ -324,23 +328,30 @@ fn a_full_pool_answers_503_busy_until_the_slow_client_times_out() {
     let busy = busy.unwrap();
     management_error(&busy, 503, "busy");
     assert_eq!(busy.header("Retry-After"), Some("1"));
-    let openai = server.get("/v1/models", Some(SECRET));
+    assert_eq!(busy.header("Connection"), Some("close"));
+    let chat = format!(
+        r#"{{"model":"uag-codex","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2048)
+    );
+    let openai = server.post_json("/v1/chat/completions", Some(SECRET), &chat);
     let error = openai_error(&openai, 503, "busy");
     assert_eq!(error["type"], "service_unavailable_error");
     assert!(openai.header("Retry-After").is_some());
+    // Requests without a body never wait for the intake stage.
+    assert_eq!(server.get("/healthz", None).status, 200);
+    assert_eq!(server.get("/v1/models", Some(SECRET)).status, 200);
 
-    // Once the slow client's read timeout has passed the worker is free again. (Polling also
-    // keeps the listener busy; an idle listener is covered by the test below.)
-    support::wait_until(
-        Duration::from_secs(30),
-        "/healthz to answer 200 again",
-        || server.get("/healthz", None).status == 200,
-    );
-    // The slow client was cut off: 408, or just a closed connection.
+    // The slow client is cut off at its deadline: 408, or just a closed connection.
     if let Some(response) = support::read_one_response(&mut slow, Duration::from_secs(30)) {
         assert_eq!(response.status, 408, "{}", response.text());
     }
     drop(slow);
+    support::wait_until(Duration::from_secs(10), "a body to be taken again", || {
+        server
+            .post_json("/management/v1/auth/token", None, &padded)
+            .status
+            == 200
+    });
     assert_eq!(server.signal_and_wait("TERM"), Some(0));
 }
 

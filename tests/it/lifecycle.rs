@@ -48,26 +48,41 @@ fn sigint_stops_cleanly_and_releases_the_lock() {
 #[test]
 fn a_request_in_flight_at_sigterm_completes() {
     let mut server = support::server()
-        .toml("[server]\nworkers = 1\nqueue = 0\nread_timeout_seconds = 20\nshutdown_grace_seconds = 20\n")
+        .toml("[server]\nmax_pending_bodies = 1\nread_timeout_seconds = 20\nshutdown_grace_seconds = 20\n")
         .start();
-    // One worker, no queue: the 503 below proves the slow request is on that worker.
-    // Over 1 KiB so the worker (not tiny_http) waits for the body.
+    // One body read at a time: the 503 below proves the slow request is in the intake stage.
+    // Over 1 KiB so the intake stage (not tiny_http) waits for the body.
     let mut body = format!(r#"{{"operator_secret":"{SECRET}"}}"#).into_bytes();
     body.resize(2048, b' ');
-    let mut stream = support::connect(server.addr);
     let head = format!(
         "POST /management/v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(&body[..10]).unwrap();
+    let start_slow = || {
+        let mut stream = support::connect(server.addr);
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body[..10]).unwrap();
+        stream
+    };
+    let mut stream = start_slow();
 
-    // The single worker is busy with our request exactly when the pool refuses others.
+    // The intake stage holds our request exactly when it refuses another body.
+    let probe = String::from_utf8(body.clone()).unwrap();
     support::wait_until(
         Duration::from_secs(10),
-        "the worker to hold the slow request",
-        || server.get("/healthz", None).status == 503,
+        "the intake stage to hold the slow request",
+        || {
+            let status = server
+                .post_json("/management/v1/auth/token", None, &probe)
+                .status;
+            // The probe may have taken the only intake slot first and the slow request been
+            // refused: start it again.
+            if status != 503 && support::was_answered(&mut stream) {
+                stream = start_slow();
+            }
+            status == 503
+        },
     );
     server.signal("TERM");
     server.wait_for_stderr("shutdown requested", Duration::from_secs(10));

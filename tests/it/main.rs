@@ -7,6 +7,7 @@ mod auth;
 mod authz;
 mod config;
 mod dashboard;
+mod hostile_http;
 mod http_shapes;
 mod isolation;
 mod lifecycle;

@@ -534,6 +534,18 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Whether the server already answered on `stream` or closed it (without waiting).
+pub fn was_answered(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let answered = match stream.peek(&mut byte) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    answered
+}
+
 /// Reads exactly one response (head, then `Content-Length` bytes or a chunked body, else to
 /// EOF), waiting at most `timeout`. `None` when the connection closed, was reset or stayed silent
 /// before any byte arrived.

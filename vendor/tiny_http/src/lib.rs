@@ -1,4 +1,4 @@
-#![allow(dead_code, unused_imports)] // Vendored as published (plus one fix); not linted here.
+#![allow(dead_code, unused_imports)] // Vendored as published (plus Codara's patches); not linted here.
 //! # Simple usage
 //!
 //! ## Creating the server
@@ -180,6 +180,31 @@ pub struct ServerConfig {
     pub ssl: Option<SslConfig>,
 }
 
+/// Codara patch: limits on what one client can hold, enforced by the accept thread and the
+/// connection threads (see Codara's ARCHITECTURE.md, Decisions).
+#[derive(Clone)]
+pub struct Limits {
+    /// Connections one IP address may have open at once; one more is answered 503 with
+    /// `Retry-After: 1` (best effort, never blocking) and closed. 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// The time a client gets, from a request's first byte, to send its head and a body that
+    /// tiny_http reads itself (up to 1 KiB), by body length (0 for the head). A request late
+    /// past it is answered 408 and the connection closed. `None`: only SO_RCVTIMEO per read.
+    pub request_deadline: Option<Arc<dyn Fn(usize) -> Duration + Send + Sync>>,
+    /// The largest request head (request line and headers) in bytes; larger gets 431 and close.
+    pub max_head_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections_per_ip: 0,
+            request_deadline: None,
+            max_head_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// Configuration of the server for SSL.
 #[derive(Debug, Clone)]
 pub struct SslConfig {
@@ -244,6 +269,16 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// Codara patch: `from_listener` with [`Limits`] on what one client can hold.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let limits = Arc::new(limits); // Codara patch
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -289,12 +324,27 @@ impl Server {
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            let per_address = util::PerAddress::default(); // Codara patch
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
+                let mut address_slot = None; // Codara patch
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, addr)) => {
                         use util::RefinedTcpStream;
+                        // Codara patch: Nagle off (with the client's delayed ACK it cost 40 ms per
+                        // response written in two parts), and a cap on open connections per
+                        // address, counted until the connection's thread ends.
+                        let _ = sock.set_nodelay();
+                        if let (Some(addr), max @ 1..) = (addr, limits.max_connections_per_ip) {
+                            match per_address.try_take(addr.ip(), max) {
+                                Some(slot) => address_slot = Some(slot),
+                                None => {
+                                    refuse_connection(sock);
+                                    continue;
+                                }
+                            }
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -312,7 +362,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            Arc::clone(&limits), // Codara patch
+                        ))
                     }
                     Err(e) => Err(e),
                 };
@@ -322,6 +376,8 @@ impl Server {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
+                            // Codara patch: counted until this thread is done with the connection.
+                            let _address_slot = address_slot.take();
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
@@ -418,6 +474,32 @@ impl Server {
     pub fn unblock(&self) {
         self.messages.unblock();
     }
+}
+
+/// Codara patch: answers a connection over the per-address cap without ever blocking the accept
+/// thread, then closes it.
+fn refuse_connection(mut sock: Connection) {
+    use std::io::{Read, Write};
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    // Read what already arrived, so that closing does not reset the connection (a reset can
+    // make the client discard the answer); whatever comes later is not waited for.
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match sock.read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let body = "too many connections from this address; retry later\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(response.as_bytes());
+    let _ = sock.shutdown(Shutdown::Write);
 }
 
 impl Iterator for IncomingRequests<'_> {

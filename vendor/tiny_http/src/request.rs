@@ -2,12 +2,17 @@ use std::io::Error as IoError;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::str::FromStr;
 
+// Codara patch: connection control (`Shutdown` above too).
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::connection::Connection;
+use crate::util::{EqualReader, FusedReader, ReadDeadline};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -74,6 +79,27 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Codara patch: a handle on the connection (plain sockets only), whether reading the body
+    // waits on the client, and whether this request set the connection's body deadline.
+    control: Option<RequestControl>,
+    body_pending: bool,
+    deadline_set: bool,
+}
+
+/// Codara patch: what every request of one connection may do to it besides reading and writing.
+pub(crate) struct ConnectionControl {
+    /// A second handle of the client socket.
+    pub(crate) socket: Connection,
+    /// The connection's read deadline.
+    pub(crate) deadline: Arc<ReadDeadline>,
+}
+
+/// Codara patch: a request's handle on its connection.
+pub(crate) struct RequestControl {
+    pub(crate) connection: Arc<ConnectionControl>,
+    /// Set once the responses to earlier requests on the connection are out.
+    pub(crate) turn: Arc<AtomicBool>,
 }
 
 struct NotifyOnDrop<R> {
@@ -135,6 +161,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    control: Option<RequestControl>, // Codara patch
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -181,6 +208,14 @@ where
             Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
             _ => false,
         }
+    };
+
+    // Codara patch: whether reading the body will wait on the client (the branches below that
+    // keep `source_data` rather than reading it here). An upgrade request (say an h2c attempt)
+    // gets the raw stream as its reader, but has a body only if its headers declare one.
+    let body_pending = match content_length {
+        Some(length) => length > 1024 || (length > 0 && (expects_continue || connection_upgrade)),
+        None => transfer_encoding.is_some(),
     };
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
@@ -238,6 +273,9 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        control,
+        body_pending,
+        deadline_set: false,
     })
 }
 
@@ -278,6 +316,85 @@ impl Request {
     #[inline]
     pub fn body_length(&self) -> Option<usize> {
         self.body_length
+    }
+
+    /// Codara patch: whether reading the body will wait on the client: a body over the 1 KiB
+    /// tiny_http reads before handing the request out, a chunked one, or one behind
+    /// `Expect: 100-continue` or `Connection: upgrade`. Otherwise the body, if the headers
+    /// declare one, is already in memory.
+    #[inline]
+    pub fn body_pending(&self) -> bool {
+        self.body_pending
+    }
+
+    /// Codara patch: reads of this request's body fail with `ErrorKind::TimedOut` once
+    /// `deadline` passes; `None` lifts it. Without it, each read waits up to the socket's
+    /// SO_RCVTIMEO, so a client sending a byte at a time holds the reader for ever.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        if let Some(control) = &self.control {
+            control.connection.deadline.set_body(deadline);
+            self.deadline_set = deadline.is_some();
+        }
+    }
+
+    /// Codara patch: answers with `Connection: close` and closes the connection instead of
+    /// reading (draining) an unread body. Never waits for an earlier response on the connection:
+    /// while one is still being written, this answer is skipped (`WouldBlock`) and the client
+    /// sees the connection close after that response. Writing may wait up to the socket's send
+    /// timeout; see `try_respond_and_close` for a thread that must never wait.
+    pub fn respond_and_close<R>(self, response: Response<R>) -> Result<(), IoError>
+    where
+        R: Read,
+    {
+        self.close_with(response, false)
+    }
+
+    /// Codara patch: `respond_and_close` for a thread that must never wait on a client (the
+    /// accept loop): the socket is switched to non-blocking mode for the write, so a client that
+    /// does not read gets a partial answer or none.
+    pub fn try_respond_and_close<R>(self, response: Response<R>) -> Result<(), IoError>
+    where
+        R: Read,
+    {
+        self.close_with(response, true)
+    }
+
+    // Codara patch: the two above.
+    fn close_with<R>(mut self, response: Response<R>, nonblocking: bool) -> Result<(), IoError>
+    where
+        R: Read,
+    {
+        self.stop_reading();
+        let ready = match &self.control {
+            Some(control) if !control.turn.load(Ordering::Acquire) => Err(IoError::new(
+                ErrorKind::WouldBlock,
+                "an earlier response on this connection is still being written",
+            )),
+            Some(control) if nonblocking => control.connection.socket.set_nonblocking(true),
+            _ => Ok(()),
+        };
+        let res = match ready {
+            Ok(()) => self.respond_impl(response.with_connection_close()),
+            Err(e) => {
+                // Dropping the writer unanswered lets the next response (if any) go.
+                drop(self.extract_writer_impl());
+                Err(e)
+            }
+        };
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).unwrap();
+        }
+        res
+    }
+
+    /// Codara patch: shuts the read side so nothing more is read from the client: the body
+    /// reader, dropped here, ends at once instead of draining, and the connection thread sees
+    /// the end of the stream instead of waiting for another request.
+    fn stop_reading(&mut self) {
+        if let Some(control) = &self.control {
+            let _ = control.connection.socket.shutdown(Shutdown::Read);
+            self.data_reader = None;
+        }
     }
 
     /// Returns the address of the client that sent this request.
@@ -487,6 +604,10 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
+        // Codara patch: a body deadline must not outlive its request.
+        if self.deadline_set {
+            self.set_read_deadline(None);
+        }
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error

@@ -1,7 +1,9 @@
 pub use self::custom_stream::CustomStream;
+pub use self::deadline::ReadDeadline; // Codara patch
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
+pub use self::per_address::{AddressSlot, PerAddress}; // Codara patch
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
@@ -10,9 +12,11 @@ pub use self::task_pool::TaskPool;
 use std::str::FromStr;
 
 mod custom_stream;
+mod deadline; // Codara patch
 mod equal_reader;
 mod fused_reader;
 mod messages_queue;
+mod per_address; // Codara patch
 pub(crate) mod refined_tcp_stream;
 mod sequential;
 mod task_pool;

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 
+use std::sync::atomic::{AtomicBool, Ordering}; // Codara patch
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,8 @@ where
 {
     writer: Arc<Mutex<W>>,
     next_trigger: Option<Receiver<()>>,
+    // Codara patch: the turn flag of the next writer, set when the newest one is dropped.
+    next_turn: Arc<AtomicBool>,
 }
 
 pub struct SequentialWriter<W>
@@ -54,6 +57,10 @@ where
     trigger: Option<Receiver<()>>,
     writer: Arc<Mutex<W>>,
     on_finish: Sender<()>,
+    // Codara patch: `turn` is set once every earlier writer is done (so writing will not wait
+    // for them); dropping this writer sets `next_turn`.
+    turn: Arc<AtomicBool>,
+    next_turn: Arc<AtomicBool>,
 }
 
 impl<R: Read + Send> SequentialReaderBuilder<R> {
@@ -69,6 +76,7 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
+            next_turn: Arc::new(AtomicBool::new(true)), // Codara patch: the first writer's
         }
     }
 }
@@ -101,12 +109,23 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
         let (tx, rx) = channel();
         let mut next_next_trigger = Some(rx);
         ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
+        // Codara patch: this writer's turn flag, and a fresh one for the next.
+        let turn = mem::replace(&mut self.next_turn, Arc::new(AtomicBool::new(false)));
 
         Some(SequentialWriter {
             trigger: next_next_trigger,
             writer: self.writer.clone(),
             on_finish: tx,
+            turn,
+            next_turn: self.next_turn.clone(),
         })
+    }
+}
+
+impl<W: Write + Send> SequentialWriter<W> {
+    /// Codara patch: a flag that is set once every earlier writer of the connection is done.
+    pub fn turn(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.turn)
     }
 }
 
@@ -169,6 +188,9 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
+        // Codara patch: the flag goes up after the trigger is sent, so a writer that sees it
+        // never waits.
         self.on_finish.send(()).ok();
+        self.next_turn.store(true, Ordering::Release);
     }
 }
