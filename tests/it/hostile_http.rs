@@ -345,22 +345,10 @@ fn a_user_running_a_turn_at_max_concurrency_gets_429_before_sending_the_body() {
     let key = create_user(&server, "busy@example.com", json!({"max_concurrency": 1}));
     let other_key = create_user(&server, "other@example.com", json!({}));
     let addr = server.addr;
-    let slow_key = key.clone();
-    let slow = std::thread::spawn(move || {
-        let body = json!({"model": "uag-codex", "workspace_id": "one",
-            "messages": [{"role": "user", "content": directive(json!({"reply": "slow", "delay": 5}))}]});
-        let auth = format!("Bearer {slow_key}");
-        support::http(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            Some(body.to_string().as_bytes()),
-        )
-    });
+    let body = json!({"model": "uag-codex", "workspace_id": "one",
+        "messages": [{"role": "user", "content": directive(json!({"reply": "slow", "delay": 5}))}]});
+    let slow =
+        support::post_json_in_background(addr, "/v1/chat/completions", &key, body.to_string());
     // The turn is running once its CLI asked the model.
     mock.wait_for_requests(1, Duration::from_secs(60));
     let (response, took, closed) = announce_only(

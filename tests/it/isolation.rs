@@ -402,23 +402,14 @@ fn kill_9_mid_turn_leaves_no_cli_and_loses_no_change() {
         {"write": {"path": "before-crash.txt", "content": "made before the crash\n"}},
         {"shell": nap},
     ], "final": "never"});
-    let key = user.key.clone();
-    let addr = rig.server.addr;
     let body = json!({"model": "uag-codex", "client_session_id": "crash",
                       "messages": [{"role": "user", "content": format!("MOCK:{directive}")}]});
-    let client = std::thread::spawn(move || {
-        let auth = format!("Bearer {key}");
-        support::http(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            Some(body.to_string().as_bytes()),
-        )
-    });
+    let client = support::post_json_in_background(
+        rig.server.addr,
+        "/v1/chat/completions",
+        &user.key,
+        body.to_string(),
+    );
     let file = user.workspace.join("before-crash.txt");
     support::wait_until(Duration::from_secs(60), "the agent's write", || {
         file.exists()

@@ -1163,23 +1163,14 @@ fn max_concurrency_is_a_429_per_user() {
     let (mock, mut rig) = mock_rig();
     let a = rig.create_user("busy@example.com", json!({"max_concurrency": 1}));
     let b = rig.create_user("free@example.com", json!({"max_concurrency": 1}));
-    let server_addr = rig.server.addr;
-    let key = a.key.clone();
-    let slow = std::thread::spawn(move || {
-        let body = json!({"model": "uag-codex", "workspace_id": "one",
-            "messages": [{"role": "user", "content": directive(json!({"reply": "slow", "delay": 4}))}]});
-        let auth = format!("Bearer {key}");
-        support::http(
-            server_addr,
-            "POST",
-            "/v1/chat/completions",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            Some(body.to_string().as_bytes()),
-        )
-    });
+    let body = json!({"model": "uag-codex", "workspace_id": "one",
+        "messages": [{"role": "user", "content": directive(json!({"reply": "slow", "delay": 4}))}]});
+    let slow = support::post_json_in_background(
+        rig.server.addr,
+        "/v1/chat/completions",
+        &a.key,
+        body.to_string(),
+    );
     // The slow turn is running once its CLI asked the model.
     mock.wait_for_requests(1, Duration::from_secs(60));
     let started = Instant::now();

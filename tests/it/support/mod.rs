@@ -426,6 +426,29 @@ pub fn http(
     read_response(&mut stream)
 }
 
+/// POSTs JSON with a bearer token on a thread, for requests that must run while the test does
+/// something else (a long turn, a race); join the handle for the response.
+pub fn post_json_in_background(
+    addr: SocketAddr,
+    path: &str,
+    bearer: &str,
+    body: String,
+) -> std::thread::JoinHandle<HttpResponse> {
+    let (path, auth) = (path.to_string(), format!("Bearer {bearer}"));
+    std::thread::spawn(move || {
+        http(
+            addr,
+            "POST",
+            &path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        )
+    })
+}
+
 /// Reads one full response from `stream` (until close or the declared length).
 pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
     let mut raw = Vec::new();
