@@ -9,12 +9,13 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 ARGS    ?=
 
-.PHONY: help build release serve test clis lint fmt bench install uninstall clean
+.PHONY: help build release serve test clis sdk lint fmt bench install uninstall clean
 
 help:
 	@echo "make serve         build (release) and run codara on embedded defaults"
 	@echo "make test          unit + integration tests (installs the pinned CLIs first)"
 	@echo "make clis          install the pinned codex/gemini/opencode CLIs into .clis/"
+	@echo "make sdk           install the pinned OpenAI Python SDK (a real client for tests) into .sdk/"
 	@echo "make lint          cargo fmt --check + clippy -D warnings"
 	@echo "make bench         start-up, idle RSS, binary size, management req/s + p99"
 	@echo "make build         debug build"
@@ -38,7 +39,11 @@ serve: release
 clis:
 	scripts/install-clis.sh
 
-test: clis
+# The official OpenAI Python SDK the integration tests drive as a real client.
+sdk:
+	scripts/install-sdk.sh
+
+test: clis sdk
 	$(CARGO) test --lib --bins --tests
 
 lint:
@@ -48,7 +53,7 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-bench: clis
+bench: clis sdk
 	$(CARGO) build --release
 	$(CARGO) bench --bench gateway
 	$(CARGO) bench --bench turns

@@ -244,6 +244,8 @@ pub struct ProviderConfig {
     pub sandbox: Sandbox,
     /// The host login file to use (gemini/opencode); `UAG_<P>_AUTH_PATH` overrides.
     pub auth_path: Option<PathBuf>,
+    /// Accept any `model` for this provider, not only those in `models`.
+    pub allow_any_model: bool,
 }
 
 impl ProviderConfig {

@@ -43,6 +43,12 @@ pub enum Error {
     NotImplemented(String),
     /// A feature or dependency that exists but cannot serve this request now.
     Unavailable { code: &'static str, message: String },
+    /// No pool account can take a turn now; nothing ran, so a retry after the next account
+    /// frees up (when known) is safe.
+    NoAccountReady {
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
     /// The agent CLI or its model failed; the message is the CLI's own.
     BadGateway(String),
     /// The agent CLI went silent (`cli_stalled`) or overran the turn (`turn_timeout`).
@@ -119,7 +125,10 @@ impl Error {
             Error::NotImplemented(_) => 501,
             Error::BadGateway(_) => 502,
             Error::GatewayTimeout { .. } => 504,
-            Error::Busy { .. } | Error::Unavailable { .. } | Error::ShuttingDown => 503,
+            Error::Busy { .. }
+            | Error::Unavailable { .. }
+            | Error::NoAccountReady { .. }
+            | Error::ShuttingDown => 503,
             Error::Config { .. }
             | Error::Io { .. }
             | Error::Sql { .. }
@@ -145,6 +154,7 @@ impl Error {
             Error::BadGateway(_) => "provider_error",
             Error::GatewayTimeout { code, .. } => code,
             Error::Unavailable { code, .. } => code,
+            Error::NoAccountReady { .. } => "no_account_ready",
             Error::ShuttingDown => "shutting_down",
             Error::Config { .. } => "config_error",
             Error::Io { .. } | Error::Sql { .. } | Error::Vault(_) | Error::Internal(_) => {
@@ -183,9 +193,20 @@ impl Error {
             | Error::Busy {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Error::NoAccountReady {
+                retry_after_secs, ..
+            } => *retry_after_secs,
             Error::ShuttingDown => Some(5),
             _ => None,
         }
+    }
+
+    /// Whether a client may safely send the same request again (`x-should-retry`): only when
+    /// nothing ran and the cause passes (a full pool, no account ready yet, a rate limit,
+    /// shutdown) — exactly the errors with a `Retry-After`. An agent turn is not idempotent, so
+    /// every other error, above all one raised after a turn may have started, says no.
+    pub fn should_retry(&self) -> bool {
+        self.retry_after_secs().is_some()
     }
 
     /// Whether this is a fault inside Codara (a 500): logged in full, never shown to clients.
@@ -224,6 +245,7 @@ impl fmt::Display for Error {
             | Error::BadGateway(message)
             | Error::Internal(message) => f.write_str(message),
             Error::Unavailable { message, .. }
+            | Error::NoAccountReady { message, .. }
             | Error::TooManyRequests { message, .. }
             | Error::GatewayTimeout { message, .. } => f.write_str(message),
             Error::MethodNotAllowed { allowed } => {

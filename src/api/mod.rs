@@ -8,4 +8,5 @@ pub mod health;
 pub mod management;
 pub mod openai;
 pub mod params;
+pub mod turn_input;
 pub mod user;

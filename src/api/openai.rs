@@ -1,15 +1,17 @@
-//! The OpenAI-compatible plane: `GET /v1/models` and `POST /v1/chat/completions`.
+//! The OpenAI-compatible plane: `GET /v1/models`, `GET /v1/models/{id}` and
+//! `POST /v1/chat/completions`.
 //!
-//! Owns the wire types of these routes, their validation, and the SSE chunk format; the turn
-//! itself is `turns::engine`.
+//! Owns the wire types of these routes, their validation, and the SSE chunk format; what the
+//! fronts share is `api::turn_input`, the turn itself `turns::engine`.
 
 use crate::api::auth::Principal;
+use crate::api::turn_input::{self, Prepared, TurnInput};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::request::Admission;
 use crate::http::{Body, Request, Response};
 use crate::store::users::User;
-use crate::turns::engine::{self, TurnRequest};
+use crate::turns::engine::{self, OutputFormat};
 use crate::turns::locks::Slot;
 use crate::turns::prompt::Message;
 use serde::Deserialize;
@@ -19,6 +21,24 @@ use std::time::Duration;
 
 /// `GET /v1/models`: every enabled provider's models plus the `uag-<provider>` aliases.
 pub fn models(app: &Arc<App>, _request: &Request, _principal: &Principal) -> Result<Response> {
+    Ok(Response::json(
+        200,
+        &json!({"object": "list", "data": model_list(app)}),
+    ))
+}
+
+/// `GET /v1/models/{id}`: one model object, or a 404 in the OpenAI shape.
+pub fn model(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+    // Model ids may hold `/` (`opencode/big-pickle`): everything after `/v1/models/` is the id.
+    let id = request.path.trim_start_matches("/v1/models/");
+    model_list(app)
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .map(|m| Response::json(200, &m))
+        .ok_or_else(|| Error::NotFound(format!("the model `{id}` does not exist")))
+}
+
+fn model_list(app: &App) -> Vec<Value> {
     let created = app.started_at_ms / 1000;
     let mut data = Vec::new();
     for (name, provider) in app.config.providers.iter() {
@@ -32,10 +52,7 @@ pub fn models(app: &Arc<App>, _request: &Request, _principal: &Principal) -> Res
             );
         }
     }
-    Ok(Response::json(
-        200,
-        &json!({"object": "list", "data": data}),
-    ))
+    data
 }
 
 /// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is installed.
@@ -84,6 +101,12 @@ struct ChatRequest {
     client_session_id: Option<String>,
     #[allow(dead_code)] // Accepted for compatibility; runs are non-interactive either way.
     manual_mode: Option<bool>,
+    n: Option<Value>,
+    tools: Option<Value>,
+    functions: Option<Value>,
+    tool_choice: Option<Value>,
+    function_call: Option<Value>,
+    response_format: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -139,89 +162,27 @@ pub fn chat_completions(
     principal: &Principal,
 ) -> Result<Response> {
     let body: ChatRequest = request.json()?;
+    refuse_unsupported(&body)?;
     let raw_messages = body
         .messages
         .ok_or_else(|| Error::bad_param("messages", "`messages` is required"))?;
-    let messages = parse_messages(&raw_messages)?;
-    if !messages.iter().any(|m| m.role == "user") {
-        return Err(Error::bad_param(
-            "messages",
-            "`messages` must contain at least one user message",
-        ));
-    }
-    let provider = resolve_provider(app, body.provider.as_deref(), body.model.as_deref())?;
-    let default_model = app
-        .config
-        .providers
-        .iter()
-        .into_iter()
-        .find(|(n, _)| *n == provider)
-        .map(|(_, c)| c.default_model.clone())
-        .unwrap_or_default();
-    let model = match body.model.as_deref() {
-        None | Some("") => default_model,
-        Some(alias) if alias.starts_with("uag-") => default_model,
-        Some(model) => model.to_string(),
-    };
-    if let Some(label) = &body.client_session_id {
-        if label.is_empty() || label.len() > 256 || label.chars().any(char::is_control) {
-            return Err(Error::bad_param(
-                "client_session_id",
-                "`client_session_id` must be 1-256 printable characters",
-            ));
-        }
-    }
-    let root = &app.config.workspace.root;
-    let (user_id, user) = match principal {
-        Principal::Operator(_) => ("operator".to_string(), None),
-        Principal::User { user, .. } => (user.id.clone(), Some(user.as_ref())),
-        Principal::Anonymous => return Err(Error::Unauthorized("missing credential".to_string())),
-    };
-    let (workspace_id, workspace) = match (user, &body.workspace_root, &body.workspace_id) {
-        (Some(_), Some(_), _) => {
-            return Err(Error::bad_param(
-                "workspace_root",
-                "`workspace_root` is for operators; users pick a `workspace_id`",
-            ))
-        }
-        (None, Some(requested), _) => {
-            let dir = crate::workspace::zone::operator_workspace(root, requested)?;
-            let canonical_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
-            let id = dir
-                .strip_prefix(&canonical_root)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            (if id.is_empty() { ".".to_string() } else { id }, dir)
-        }
-        // A user without `workspace_id` works in their base workspace.
-        (Some(user), None, None) => {
-            let dir = std::path::PathBuf::from(&user.workspace_path);
-            crate::datadir::ensure_private_dir(&dir)?;
-            (
-                ".".to_string(),
-                dir.canonicalize().map_err(|e| Error::io(&dir, e))?,
-            )
-        }
-        (_, None, id) => {
-            let id = id.clone().unwrap_or_else(|| "default".to_string());
-            let dir = crate::workspace::zone::owned_workspace(root, &user_id, &id)?;
-            (id, dir)
-        }
+    let input = TurnInput {
+        provider: body.provider,
+        model: body.model,
+        messages: parse_messages(&raw_messages)?,
+        workspace_id: body.workspace_id,
+        workspace_root: body.workspace_root,
+        client_session_id: body.client_session_id,
+        output: response_format(body.response_format.as_ref(), "response_format")?,
     };
     // Taken here so that the non-streaming path frees it before the response goes out (a client
     // that starts its next turn on reading the answer must find the slot free).
     let slot = request.admission.take_slot();
-    let turn = TurnRequest {
-        user_id,
-        provider,
-        model: model.clone(),
-        messages,
-        workspace_id: workspace_id.clone(),
-        workspace,
-        client_session_id: body.client_session_id.clone(),
-        via_user_key: principal.is_user_key(),
-    };
-    engine::preflight(app, &turn)?;
+    let Prepared {
+        turn,
+        model,
+        workspace_id,
+    } = turn_input::prepare(app, principal, input)?;
     let completion_id = format!("chatcmpl-{}", crate::crypto::random_id(""));
     let created = crate::clock::now_ms() / 1000;
     if !body.stream.unwrap_or(false) {
@@ -230,7 +191,7 @@ pub fn chat_completions(
         if let Some(error) = outcome.error {
             return Err(error);
         }
-        let extensions = extensions(&outcome, &workspace_id);
+        let extensions = turn_input::extensions(&outcome, &workspace_id);
         let mut response = json!({
             "id": completion_id,
             "object": "chat.completion",
@@ -239,7 +200,7 @@ pub fn chat_completions(
             "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.reply}, "finish_reason": "stop"}],
             "usage": usage_json(&outcome),
         });
-        merge_extensions(&mut response, extensions);
+        turn_input::merge_extensions(&mut response, extensions);
         return Ok(Response::json(200, &response));
     }
 
@@ -254,10 +215,14 @@ pub fn chat_completions(
         .spawn(move || {
             let _slot = slot;
             let chunk = |delta: Value, finish: Value| {
-                json!({
+                let mut chunk = json!({
                     "id": completion_id, "object": "chat.completion.chunk", "created": created,
                     "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                })
+                });
+                if include_usage {
+                    chunk["usage"] = Value::Null;
+                }
+                chunk
             };
             sender.json(&chunk(json!({"role": "assistant", "content": ""}), Value::Null));
             let result = engine::run(&app, &turn, &mut |text: &str| {
@@ -265,28 +230,35 @@ pub fn chat_completions(
             });
             match result {
                 Ok(outcome) if outcome.error.is_none() => {
-                    let extensions = extensions(&outcome, &workspace_id);
+                    let extensions = turn_input::extensions(&outcome, &workspace_id);
+                    // Usage only on the `choices: []` chunk, as OpenAI sends it (clients that add
+                    // up usage across chunks count it once), `null` on the others; and under
+                    // `extensions.usage` of the last chunk, where clients of the original read it.
                     let mut last = chunk(json!({}), json!("stop"));
-                    last["usage"] = usage_json(&outcome);
-                    merge_extensions(&mut last, extensions.clone());
-                    sender.json(&last);
                     if include_usage {
+                        last["usage"] = Value::Null;
+                        sender.json(&last);
                         let mut usage = json!({
                             "id": completion_id, "object": "chat.completion.chunk", "created": created,
                             "model": model, "choices": [], "usage": usage_json(&outcome),
                         });
-                        merge_extensions(&mut usage, extensions);
+                        turn_input::merge_extensions(&mut usage, extensions);
+                        usage["extensions"]["usage"] = usage_json(&outcome);
                         sender.json(&usage);
+                    } else {
+                        turn_input::merge_extensions(&mut last, extensions);
+                        last["extensions"]["usage"] = usage_json(&outcome);
+                        sender.json(&last);
                     }
                 }
                 Ok(mut outcome) => {
                     let error = outcome.error.take().unwrap_or_else(|| Error::Internal("turn failed".into()));
-                    let mut frame = stream_error(&error);
-                    merge_extensions(&mut frame, extensions(&outcome, &workspace_id));
+                    let mut frame = turn_input::stream_error(&error);
+                    turn_input::merge_extensions(&mut frame, turn_input::extensions(&outcome, &workspace_id));
                     sender.json(&frame);
                 }
                 Err(error) => {
-                    sender.json(&stream_error(&error));
+                    sender.json(&turn_input::stream_error(&error));
                 }
             }
             sender.done();
@@ -331,69 +303,94 @@ fn parse_messages(raw: &[Value]) -> Result<Vec<Message>> {
                 ),
             ));
         }
-        let text = match message.get("content") {
-            Some(Value::String(text)) => text.clone(),
-            Some(Value::Null) | None if role == "assistant" => String::new(),
-            Some(Value::Array(parts)) => {
-                let mut texts = Vec::new();
-                for (j, part) in parts.iter().enumerate() {
-                    match part.get("type").and_then(Value::as_str) {
-                        Some("text") | Some("input_text") => texts.push(
-                            part.get("text")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
-                        ),
-                        Some(other) => {
-                            return Err(Error::bad_param(
-                                &format!("{param}.content[{j}]"),
-                                format!(
-                                "content part type `{other}` is not supported yet; send text parts"
-                            ),
-                            ))
-                        }
-                        None => {
-                            return Err(Error::bad_param(
-                                &format!("{param}.content[{j}]"),
-                                "each content part needs a `type`",
-                            ))
-                        }
-                    }
-                }
-                texts.join("\n")
-            }
-            _ => {
-                return Err(Error::bad_param(
-                    &format!("{param}.content"),
-                    "`content` must be a string or an array of content parts",
-                ))
-            }
-        };
-        messages.push(Message::new(role, &text));
+        let (text, images) =
+            turn_input::content(message.get("content"), role, &format!("{param}.content"))?;
+        let mut message = Message::new(role, &text);
+        message.images = images;
+        messages.push(message);
     }
     Ok(messages)
 }
 
-fn extensions(outcome: &engine::TurnOutcome, workspace_id: &str) -> Value {
-    json!({
-        "modified_files": outcome.modified_files,
-        "diff": outcome.diff,
-        "actions": engine::actions_to_json(&outcome.actions),
-        "dirty": outcome.dirty,
-        "session_id": outcome.session_id,
-        "workspace_id": workspace_id,
-        "turn_id": outcome.turn_id,
-        "resumed": outcome.resumed,
-    })
+/// Refuses the request fields an agent turn cannot honour, naming each: more than one choice,
+/// and client-side tools (the agent runs its own tools; client tools are not passed through).
+fn refuse_unsupported(body: &ChatRequest) -> Result<()> {
+    match &body.n {
+        None | Some(Value::Null) => {}
+        Some(n) if n.as_u64() == Some(1) => {}
+        Some(_) => {
+            return Err(Error::bad_param(
+                "n",
+                "`n` must be 1: an agent turn runs once and changes the workspace once",
+            ))
+        }
+    }
+    let given = |value: &Option<Value>| {
+        value
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+    };
+    for (field, value) in [
+        ("tools", &body.tools),
+        ("functions", &body.functions),
+        ("tool_choice", &body.tool_choice),
+        ("function_call", &body.function_call),
+    ] {
+        if given(value) {
+            return Err(Error::bad_param(
+                field,
+                format!(
+                    "`{field}` is not supported: the agent uses its own tools (files, shell) in \
+                     its workspace; client-defined tools are not passed through"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// Puts the extension fields at top level and again under `extensions` (for the original's clients).
-fn merge_extensions(target: &mut Value, extensions: Value) {
-    if let (Some(object), Some(fields)) = (target.as_object_mut(), extensions.as_object()) {
-        for (key, value) in fields {
-            object.insert(key.clone(), value.clone());
+/// `response_format`: `text` (or absent), `json_object`, or `json_schema` with its `schema`.
+pub fn response_format(value: Option<&Value>, param: &str) -> Result<OutputFormat> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(OutputFormat::Text);
+    };
+    match value.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(OutputFormat::Text),
+        Some("json_object") => Ok(OutputFormat::JsonObject),
+        Some("json_schema") => {
+            let spec = value.get("json_schema").ok_or_else(|| {
+                Error::bad_param(
+                    &format!("{param}.json_schema"),
+                    "`json_schema` is required for type json_schema",
+                )
+            })?;
+            let schema = spec
+                .get("schema")
+                .filter(|s| s.is_object())
+                .cloned()
+                .ok_or_else(|| {
+                    Error::bad_param(
+                        &format!("{param}.json_schema.schema"),
+                        "`schema` must be a JSON Schema object",
+                    )
+                })?;
+            Ok(OutputFormat::JsonSchema {
+                name: spec
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("response")
+                    .to_string(),
+                schema,
+            })
         }
-        object.insert("extensions".into(), extensions);
+        Some(other) => Err(Error::bad_param(
+            &format!("{param}.type"),
+            format!("unknown response format `{other}`; expected text, json_object or json_schema"),
+        )),
+        None => Err(Error::bad_param(
+            &format!("{param}.type"),
+            "`type` is required",
+        )),
     }
 }
 
@@ -405,62 +402,4 @@ fn usage_json(outcome: &engine::TurnOutcome) -> Value {
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     })
-}
-
-fn stream_error(error: &Error) -> Value {
-    json!({"error": {"message": error.public_message(), "type": error.openai_type(), "param": error.param(), "code": error.code()}})
-}
-
-/// Picks the provider from `provider` or from the model id/alias, with 400s naming the field.
-fn resolve_provider(
-    app: &App,
-    provider: Option<&str>,
-    model: Option<&str>,
-) -> Result<&'static str> {
-    let providers = app.config.providers.iter();
-    if let Some(wanted) = provider {
-        let Some((name, config)) = providers.iter().find(|(name, _)| *name == wanted) else {
-            return Err(Error::bad_param(
-                "provider",
-                format!("unknown provider `{wanted}`; expected codex, gemini or opencode"),
-            ));
-        };
-        if !config.is_enabled() {
-            return Err(Error::bad_param(
-                "provider",
-                format!("provider `{wanted}` is disabled"),
-            ));
-        }
-        return Ok(name);
-    }
-    let Some(model) = model.filter(|m| !m.is_empty()) else {
-        return Err(Error::bad_param(
-            "model",
-            "`model` or `provider` is required",
-        ));
-    };
-    if let Some(alias) = model.strip_prefix("uag-") {
-        if let Some((name, _)) = providers
-            .iter()
-            .find(|(name, c)| *name == alias && c.is_enabled())
-        {
-            return Ok(name);
-        }
-    }
-    let owners: Vec<&'static str> = providers
-        .iter()
-        .filter(|(_, c)| c.is_enabled() && c.models.iter().any(|m| m == model))
-        .map(|(name, _)| *name)
-        .collect();
-    match owners.as_slice() {
-        [one] => Ok(one),
-        [] => Err(Error::bad_param(
-            "model",
-            format!("unknown model `{model}`; GET /v1/models lists them"),
-        )),
-        _ => Err(Error::bad_param(
-            "provider",
-            format!("model `{model}` is offered by several providers; set `provider`"),
-        )),
-    }
 }

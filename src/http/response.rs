@@ -125,7 +125,13 @@ impl Response {
         if let Some(seconds) = error.retry_after_secs() {
             response = response.with_header("Retry-After", &seconds.to_string());
         }
-        response
+        // Honoured by the openai SDKs (which otherwise retry 409, 429 and 5xx on their own).
+        let retry = if error.should_retry() {
+            "true"
+        } else {
+            "false"
+        };
+        response.with_header("x-should-retry", retry)
     }
 
     /// Converts into a tiny_http response, adding the request id header.

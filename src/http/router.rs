@@ -73,6 +73,9 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
 
         // OpenAI-compatible plane. `chat/completions` runs on the turns pool.
         ["v1", "models"] => &[("GET", api::openai::models, Client)],
+        // Model ids may contain one `/` (`opencode/big-pickle`).
+        ["v1", "models", _] => &[("GET", api::openai::model, Client)],
+        ["v1", "models", _, _] => &[("GET", api::openai::model, Client)],
         ["v1", "chat", "completions"] => &[("POST", api::openai::chat_completions, Client)],
         ["v1", "user", "providers", "models"] => &[("GET", api::openai::provider_models, Client)],
         // User self-service (api pool), user keys only.

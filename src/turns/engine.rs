@@ -37,6 +37,25 @@ pub struct TurnRequest {
     /// The caller used a user API key (not the operator): such turns are refused when the
     /// sandbox cannot confine them.
     pub via_user_key: bool,
+    /// The shape the reply must have (`response_format`).
+    pub output: OutputFormat,
+}
+
+/// The shape a reply must have: free text, or JSON (`response_format`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum OutputFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON value matching `schema`.
+    JsonSchema {
+        /// The schema's name, as the client gave it.
+        name: String,
+        /// The JSON Schema.
+        schema: serde_json::Value,
+    },
 }
 
 /// How a turn ended.
@@ -386,17 +405,22 @@ fn choose_account(
             })?;
             Ok(Some(account))
         }
-        crate::pool::select::Selection::NoneReady { next_ready_at_ms } => Err(Error::Unavailable {
-            code: "no_account_ready",
-            message: match next_ready_at_ms {
-                Some(at) => format!(
-                    "no codex account is ready; the next one frees up at {}",
-                    crate::clock::rfc3339(at)
-                ),
-                None => "no codex account is usable (all disabled or need re-authentication)"
-                    .to_string(),
-            },
-        }),
+        crate::pool::select::Selection::NoneReady { next_ready_at_ms } => {
+            let now = crate::clock::now_ms();
+            Err(Error::NoAccountReady {
+                message: match next_ready_at_ms {
+                    Some(at) => format!(
+                        "no codex account is ready; the next one frees up at {}",
+                        crate::clock::rfc3339(at)
+                    ),
+                    None => "no codex account is usable (all disabled or need re-authentication)"
+                        .to_string(),
+                },
+                // Rounded up, at least 1 s; none when no account will free up by itself.
+                retry_after_secs: next_ready_at_ms
+                    .map(|at| ((at - now).max(0) as u64).div_ceil(1000).max(1)),
+            })
+        }
     }
 }
 
@@ -567,11 +591,17 @@ fn execute(
             turn: seconds(config.turn_timeout()),
         };
         let parse = parser(request.provider);
-        process::run(&command, limits, &mut |line| {
+        let outcome = process::run(&command, limits, &mut |line| {
             for event in parse(line) {
                 fold(&mut result, event, sink);
             }
-        })
+        });
+        for action in &mut result.actions {
+            if let Action::FileChange { path, .. } = action {
+                *path = display_path(path, &request.workspace, &home, &tmp.path);
+            }
+        }
+        outcome
     })();
     if let Some(account) = account {
         if let Err(error) = crate::accounts::sync_back(&app.store, &app.vault, account, &home) {
@@ -678,6 +708,27 @@ fn command_for(
     result.explain_exit = Some(explain);
     command.confine = confine;
     Ok(command)
+}
+
+/// A path a CLI reported, as clients see it: workspace-relative inside the workspace (like
+/// `modified_files`); `~/…` in the CLI home and `$TMPDIR/…` in the run's temp dir, so no host
+/// layout leaks; anything else unchanged.
+fn display_path(
+    path: &str,
+    workspace: &std::path::Path,
+    home: &std::path::Path,
+    tmp: &std::path::Path,
+) -> String {
+    let reported = std::path::Path::new(path);
+    if reported.is_relative() {
+        return path.to_string();
+    }
+    for (base, prefix) in [(workspace, ""), (home, "~/"), (tmp, "$TMPDIR/")] {
+        if let Ok(rest) = reported.strip_prefix(base) {
+            return format!("{prefix}{}", rest.display());
+        }
+    }
+    path.to_string()
 }
 
 /// The pure line parser of a provider.
@@ -1100,6 +1151,29 @@ mod tests {
             workspace: PathBuf::from("/nonexistent"),
             client_session_id: None,
             via_user_key,
+            output: OutputFormat::Text,
+        }
+    }
+
+    #[test]
+    fn reported_paths_hide_the_host_layout() {
+        let (ws, home, tmp) = (
+            std::path::Path::new("/srv/w/uag_usr_1/ws"),
+            std::path::Path::new("/srv/data/homes/codex/default/uag_usr_1"),
+            std::path::Path::new("/srv/data/run/tmp/run_1"),
+        );
+        for (reported, shown) in [
+            ("/srv/w/uag_usr_1/ws/src/main.rs", "src/main.rs"),
+            ("src/main.rs", "src/main.rs"),
+            (
+                "/srv/data/homes/codex/default/uag_usr_1/notes.md",
+                "~/notes.md",
+            ),
+            ("/srv/data/run/tmp/run_1/scratch.txt", "$TMPDIR/scratch.txt"),
+            ("/srv/w/uag_usr_1/wsx/a", "/srv/w/uag_usr_1/wsx/a"),
+            ("/etc/hosts", "/etc/hosts"),
+        ] {
+            assert_eq!(display_path(reported, ws, home, tmp), shown, "{reported}");
         }
     }
 

@@ -9,14 +9,26 @@ pub struct Message {
     pub role: String,
     /// The text (content parts already joined).
     pub text: String,
+    /// Images the message carries, decoded (not part of the transcript hash: the text is).
+    pub images: Vec<Image>,
+}
+
+/// An image from a content part, checked and decoded; the engine saves it into the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    pub mime: String,
+    /// The image bytes.
+    pub bytes: std::sync::Arc<[u8]>,
 }
 
 impl Message {
-    /// Builds a message.
+    /// Builds a text message.
     pub fn new(role: &str, text: &str) -> Message {
         Message {
             role: role.to_string(),
             text: text.to_string(),
+            images: Vec::new(),
         }
     }
 }

@@ -58,6 +58,8 @@ type Row = (
 const MATRIX: &[Row] = &[
     // OpenAI-compatible plane.
     ("GET", "/v1/models", None, CLIENT),
+    ("GET", "/v1/models/{model}", None, CLIENT),
+    ("GET", "/v1/models/{model_owner}/{model_name}", None, CLIENT),
     ("GET", "/v1/user/providers/models", None, CLIENT),
     (
         "POST",
@@ -389,6 +391,9 @@ fn setup() -> Fixture {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     ids.insert("account", "matrix-acct".to_string());
+    ids.insert("model", "uag-codex".to_string());
+    ids.insert("model_owner", "opencode".to_string());
+    ids.insert("model_name", "big-pickle".to_string());
     ids.insert("project", "matrix-project".to_string());
     ids.insert("turn", "1".to_string());
     ids.insert("a", a.id.clone());

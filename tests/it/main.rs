@@ -12,6 +12,7 @@ mod http_shapes;
 mod isolation;
 mod lifecycle;
 mod mock_clis;
+mod openai_fidelity;
 mod smoke;
 mod storage;
 mod turns;

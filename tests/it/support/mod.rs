@@ -426,6 +426,46 @@ pub fn http(
     read_response(&mut stream)
 }
 
+/// Runs `script` with the pinned official OpenAI Python SDK (`make sdk` installs it into
+/// `.sdk/`), with `OPENAI_BASE_URL` pointing at `addr`'s `/v1` and `OPENAI_API_KEY` = `key`,
+/// bounded to 120 s. Returns (exit code, stdout, stderr).
+pub fn sdk_python(addr: SocketAddr, key: &str, script: &str) -> (i32, String, String) {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".sdk/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-sdk.sh (make sdk)",
+        python.display()
+    );
+    let child = Command::new(python)
+        .args(["-c", script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OPENAI_BASE_URL", format!("http://{addr}/v1"))
+        .env("OPENAI_API_KEY", key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // SAFETY: killing the child this function started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the SDK script did not finish within 120 s:\n{script}");
+        }
+    };
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// POSTs JSON with a bearer token on a thread, for requests that must run while the test does
 /// something else (a long turn, a race); join the handle for the response.
 pub fn post_json_in_background(

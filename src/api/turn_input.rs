@@ -1,0 +1,274 @@
+//! What the two OpenAI fronts (`/v1/chat/completions`, `/v1/responses`) share: content parts
+//! into messages, provider and model resolution, the workspace a caller may use, and the
+//! extension fields every turn response carries.
+//!
+//! A front parses its own wire format into a [`TurnInput`]; [`prepare`] turns that into a
+//! runnable `TurnRequest` with 400s naming the field. Must not run the turn or render a front's
+//! own response shape.
+
+use crate::api::auth::Principal;
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::turns::engine::{self, OutputFormat, TurnRequest};
+use crate::turns::prompt::{Image, Message};
+use serde_json::{json, Value};
+
+/// What a front parsed from its request, in the terms of a turn.
+#[derive(Debug, Clone, Default)]
+pub struct TurnInput {
+    /// `provider` (codex | gemini | opencode), optional when `model` names one.
+    pub provider: Option<String>,
+    /// A provider model id or a `uag-<provider>` alias.
+    pub model: Option<String>,
+    /// The conversation, oldest first.
+    pub messages: Vec<Message>,
+    /// A sub-workspace of the caller's tree.
+    pub workspace_id: Option<String>,
+    /// An operator's workspace directory (users may not set it).
+    pub workspace_root: Option<String>,
+    /// The client's conversation label; `None` makes the turn stateless.
+    pub client_session_id: Option<String>,
+    /// `response_format`.
+    pub output: OutputFormat,
+}
+
+/// A turn ready to run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The turn.
+    pub turn: TurnRequest,
+    /// The model id to report in the response.
+    pub model: String,
+    /// The workspace id to report.
+    pub workspace_id: String,
+}
+
+/// Resolves `input` for `principal`: provider, model (checked against the provider's `models`
+/// unless `allow_any_model`), session label, workspace, and the checks that can fail before
+/// anything runs (the sandbox, the CLI installed).
+pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Prepared> {
+    if !input.messages.iter().any(|m| m.role == "user") {
+        return Err(Error::bad_param(
+            "messages",
+            "the conversation must contain at least one user message",
+        ));
+    }
+    let provider = resolve_provider(app, input.provider.as_deref(), input.model.as_deref())?;
+    let model = resolve_model(app, provider, input.model.as_deref())?;
+    if let Some(label) = &input.client_session_id {
+        if label.is_empty() || label.len() > 256 || label.chars().any(char::is_control) {
+            return Err(Error::bad_param(
+                "client_session_id",
+                "`client_session_id` must be 1-256 printable characters",
+            ));
+        }
+    }
+    let root = &app.config.workspace.root;
+    let (user_id, user) = match principal {
+        Principal::Operator(_) => ("operator".to_string(), None),
+        Principal::User { user, .. } => (user.id.clone(), Some(user.as_ref())),
+        Principal::Anonymous => return Err(Error::Unauthorized("missing credential".to_string())),
+    };
+    let (workspace_id, workspace) = match (user, &input.workspace_root, &input.workspace_id) {
+        (Some(_), Some(_), _) => {
+            return Err(Error::bad_param(
+                "workspace_root",
+                "`workspace_root` is for operators; users pick a `workspace_id`",
+            ))
+        }
+        (None, Some(requested), _) => {
+            let dir = crate::workspace::zone::operator_workspace(root, requested)?;
+            let canonical_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+            let id = dir
+                .strip_prefix(&canonical_root)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            (if id.is_empty() { ".".to_string() } else { id }, dir)
+        }
+        // A user without `workspace_id` works in their base workspace.
+        (Some(user), None, None) => {
+            let dir = std::path::PathBuf::from(&user.workspace_path);
+            crate::datadir::ensure_private_dir(&dir)?;
+            (
+                ".".to_string(),
+                dir.canonicalize().map_err(|e| Error::io(&dir, e))?,
+            )
+        }
+        (_, None, id) => {
+            let id = id.clone().unwrap_or_else(|| "default".to_string());
+            let dir = crate::workspace::zone::owned_workspace(root, &user_id, &id)?;
+            (id, dir)
+        }
+    };
+    let turn = TurnRequest {
+        user_id,
+        provider,
+        model: model.clone(),
+        messages: input.messages,
+        workspace_id: workspace_id.clone(),
+        workspace,
+        client_session_id: input.client_session_id,
+        via_user_key: principal.is_user_key(),
+        output: input.output,
+    };
+    engine::preflight(app, &turn)?;
+    Ok(Prepared {
+        turn,
+        model,
+        workspace_id,
+    })
+}
+
+/// The text and images of a message's `content`: a string, or content parts (`text`,
+/// `input_text`, `output_text` joined by newlines; image parts decoded). `param` names the
+/// content in errors.
+pub fn content(content: Option<&Value>, role: &str, param: &str) -> Result<(String, Vec<Image>)> {
+    match content {
+        Some(Value::String(text)) => Ok((text.clone(), Vec::new())),
+        Some(Value::Null) | None if role == "assistant" => Ok((String::new(), Vec::new())),
+        Some(Value::Array(parts)) => {
+            let mut texts = Vec::new();
+            let images = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                let param = format!("{param}[{j}]");
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text" | "input_text" | "output_text") => texts.push(
+                        part.get("text")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| {
+                                Error::bad_param(&param, "a text part needs a string `text`")
+                            })?
+                            .to_string(),
+                    ),
+                    Some(other) => {
+                        return Err(Error::bad_param(
+                            &param,
+                            format!(
+                                "content part type `{other}` is not supported; send text parts"
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::bad_param(&param, "each content part needs a `type`"))
+                    }
+                }
+            }
+            Ok((texts.join("\n"), images))
+        }
+        _ => Err(Error::bad_param(
+            param,
+            "`content` must be a string or an array of content parts",
+        )),
+    }
+}
+
+/// The extension fields of a turn's response (at top level and under `extensions`).
+pub fn extensions(outcome: &engine::TurnOutcome, workspace_id: &str) -> Value {
+    json!({
+        "modified_files": outcome.modified_files,
+        "diff": outcome.diff,
+        "actions": engine::actions_to_json(&outcome.actions),
+        "dirty": outcome.dirty,
+        "session_id": outcome.session_id,
+        "workspace_id": workspace_id,
+        "turn_id": outcome.turn_id,
+        "resumed": outcome.resumed,
+    })
+}
+
+/// Puts the extension fields at top level and again under `extensions` (for the original's clients).
+pub fn merge_extensions(target: &mut Value, extensions: Value) {
+    if let (Some(object), Some(fields)) = (target.as_object_mut(), extensions.as_object()) {
+        for (key, value) in fields {
+            object.insert(key.clone(), value.clone());
+        }
+        object.insert("extensions".into(), extensions);
+    }
+}
+
+/// An error as the `error` object of a stream frame.
+pub fn stream_error(error: &Error) -> Value {
+    json!({"error": {"message": error.public_message(), "type": error.openai_type(), "param": error.param(), "code": error.code()}})
+}
+
+/// Picks the provider from `provider` or from the model id/alias, with 400s naming the field.
+pub fn resolve_provider(
+    app: &App,
+    provider: Option<&str>,
+    model: Option<&str>,
+) -> Result<&'static str> {
+    let providers = app.config.providers.iter();
+    if let Some(wanted) = provider {
+        let Some((name, config)) = providers.iter().find(|(name, _)| *name == wanted) else {
+            return Err(Error::bad_param(
+                "provider",
+                format!("unknown provider `{wanted}`; expected codex, gemini or opencode"),
+            ));
+        };
+        if !config.is_enabled() {
+            return Err(Error::bad_param(
+                "provider",
+                format!("provider `{wanted}` is disabled"),
+            ));
+        }
+        return Ok(name);
+    }
+    let Some(model) = model.filter(|m| !m.is_empty()) else {
+        return Err(Error::bad_param(
+            "model",
+            "`model` or `provider` is required",
+        ));
+    };
+    if let Some(alias) = model.strip_prefix("uag-") {
+        if let Some((name, _)) = providers
+            .iter()
+            .find(|(name, c)| *name == alias && c.is_enabled())
+        {
+            return Ok(name);
+        }
+    }
+    let owners: Vec<&'static str> = providers
+        .iter()
+        .filter(|(_, c)| c.is_enabled() && c.models.iter().any(|m| m == model))
+        .map(|(name, _)| *name)
+        .collect();
+    match owners.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::bad_param(
+            "model",
+            format!("unknown model `{model}`; GET /v1/models lists them"),
+        )),
+        _ => Err(Error::bad_param(
+            "provider",
+            format!("model `{model}` is offered by several providers; set `provider`"),
+        )),
+    }
+}
+
+/// The model id to run: the provider's default for no model or its `uag-` alias, else `model`
+/// itself, which must be one of the provider's configured `models` unless `allow_any_model`.
+pub fn resolve_model(app: &App, provider: &str, model: Option<&str>) -> Result<String> {
+    let Some((_, config)) = app
+        .config
+        .providers
+        .iter()
+        .into_iter()
+        .find(|(name, _)| *name == provider)
+    else {
+        return Err(Error::Internal(format!("no configuration for {provider}")));
+    };
+    match model {
+        None | Some("") => Ok(config.default_model.clone()),
+        Some(alias) if alias == format!("uag-{provider}") => Ok(config.default_model.clone()),
+        Some(model) if config.allow_any_model || config.models.iter().any(|m| m == model) => {
+            Ok(model.to_string())
+        }
+        Some(model) => Err(Error::bad_param(
+            "model",
+            format!(
+                "model `{model}` is not offered by {provider}; use one of {} or uag-{provider}",
+                config.models.join(", ")
+            ),
+        )),
+    }
+}
