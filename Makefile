@@ -54,6 +54,9 @@ fmt:
 	$(CARGO) fmt
 
 bench: clis sdk
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null && \
+		apt-get install -y -q wrk >/dev/null; } || \
+		echo "bench: wrk is not installed (apt-get install wrk); its figures are skipped"
 	$(CARGO) build --release
 	$(CARGO) bench --bench gateway
 	$(CARGO) bench --bench turns

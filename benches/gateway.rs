@@ -6,6 +6,9 @@
 //! Throughput: 32 keep-alive connections, each a thread, GET /management/v1/overview with a bearer
 //! token for 5 s; p50/p99 over every request. The load generator shares the 2 cores with the
 //! server, so req/s is a lower bound.
+//! wrk (the tool users compare gateways with): the same GET, `wrk --latency -d5s` at 1 connection
+//! (1 thread) and at 32 (2 threads), on a server with `TCP_NODELAY` (the default) and on one with
+//! `[server].tcp_nodelay = false` in the same run, for the before/after of Nagle.
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
 
@@ -41,6 +44,45 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One wrk run: req/s, p50 and p99 (from `--latency`).
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn wrk(addr: SocketAddr, token: &str, connections: usize, seconds: u64) -> Option<Wrk> {
+    let threads = connections.min(2).to_string();
+    let output = Command::new("wrk")
+        .args(["--latency", "-t", &threads, "-c", &connections.to_string()])
+        .arg(format!("-d{seconds}s"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://{addr}/management/v1/overview"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let millis = |value: &str| -> Option<f64> {
+        let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic())?);
+        let number: f64 = number.parse().ok()?;
+        Some(match unit {
+            "us" => number / 1000.0,
+            "ms" => number,
+            "s" => number * 1000.0,
+            _ => return None,
+        })
+    };
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(str::trim).map(str::to_string))
+    };
+    Some(Wrk {
+        rps: field("Requests/sec:")?.parse().ok()?,
+        p50_ms: millis(&field("50%")?)?,
+        p99_ms: millis(&field("99%")?)?,
+    })
 }
 
 fn start(binary: &Path, dir: &Path) -> (Running, Duration) {
@@ -320,4 +362,49 @@ fn main() {
     );
     println!("{:<46} {:>14}", "  errors during load", errors);
     println!("  throughput vs python: {:.0}x", rps / 316.0);
+
+    // The same GET measured with wrk, with and without TCP_NODELAY, interleaved in one run.
+    let with_delay = temp_dir("nagle");
+    std::fs::write(
+        with_delay.join("codara.toml"),
+        "[server]\ntcp_nodelay = false\n",
+    )
+    .expect("config");
+    let without_delay = temp_dir("nodelay");
+    let (fast, _) = start(&binary, &without_delay);
+    let (slow, _) = start(&binary, &with_delay);
+    let fast_token = login(fast.addr);
+    let slow_token = login(slow.addr);
+    println!("-- wrk --latency -d5s, GET /management/v1/overview with a bearer");
+    println!(
+        "{:<46} {:>9} {:>9} {:>9}   python orig",
+        "", "req/s", "p50 ms", "p99 ms"
+    );
+    for connections in [1, 32] {
+        for (label, addr, token) in [
+            ("TCP_NODELAY (default)", fast.addr, &fast_token),
+            ("Nagle on (tcp_nodelay = false)", slow.addr, &slow_token),
+        ] {
+            let Some(w) = wrk(addr, token, connections, 5) else {
+                println!("  wrk is not installed (apt-get install wrk); skipped");
+                return;
+            };
+            let python = match connections {
+                1 => "279 req/s, p50 3.2 ms",
+                _ => "316 req/s, p99 137 ms",
+            };
+            println!(
+                "{:<46} {:>9.0} {:>9.2} {:>9.2}   {python}",
+                format!("  c={connections:<2} {label}"),
+                w.rps,
+                w.p50_ms,
+                w.p99_ms
+            );
+        }
+    }
+    println!("  targets: >= 10000 req/s and p99 <= 10 ms at c=32; p50 <= 0.3 ms at c=1");
+    drop(fast);
+    drop(slow);
+    let _ = std::fs::remove_dir_all(&with_delay);
+    let _ = std::fs::remove_dir_all(&without_delay);
 }

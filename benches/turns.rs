@@ -9,6 +9,9 @@
 //! Confinement: the same gateway turn on a second server with `[sandbox].mode = "off"`,
 //! interleaved with the others; the difference of the medians is what Landlock costs a turn
 //! (building the ruleset in the parent, the restriction in the child).
+//! First delta: a streamed turn (`stream: true`) over a raw socket; the time from sending the
+//! request to the first chunk with non-empty `delta.content`, and to `[DONE]`; median of 5 per
+//! provider. The mock streams its reply in 3 deltas 50 ms apart.
 //! Growth: a client that resends its whole history each turn, 10 turns on one session; for each
 //! turn the bytes of the model requests codex sent, and how often the first prompt occurs in the
 //! last request (1 = the CLI session holds each message once).
@@ -63,6 +66,55 @@ fn direct_turn(mock: &MockModel, dir: &std::path::Path, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// Streams one stateless turn; returns (time to the first non-empty content delta, to `[DONE]`).
+fn streamed_turn(
+    server: &support::Server,
+    token: &str,
+    provider: &str,
+    n: usize,
+) -> (Duration, Duration) {
+    use std::io::{Read, Write};
+    let directive = json!({"reply": format!("streamed reply number {n} in a few parts"),
+                           "chunks": 3, "chunk_delay_ms": 50});
+    let body = json!({"model": format!("uag-{provider}"), "stream": true,
+        "messages": [{"role": "user", "content": format!("MOCK:{directive}")}]})
+    .to_string();
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+    let started = Instant::now();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut seen = String::new();
+    let mut first = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut buf).expect("read");
+        if read == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..read]));
+        if first.is_none() && seen.contains("\"content\":\"") {
+            let has_text = seen
+                .split("\"content\":\"")
+                .skip(1)
+                .any(|rest| !rest.starts_with('"'));
+            if has_text {
+                first = Some(started.elapsed());
+            }
+        }
+        if seen.contains("data: [DONE]") {
+            break;
+        }
+    }
+    assert!(seen.contains("[DONE]"), "{provider}: {seen}");
+    (first.expect("a content delta"), started.elapsed())
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -101,6 +153,19 @@ fn main() {
         open.push(turn_on(&unconfined, &unconfined_token, n));
     }
     let (direct, gateway, open) = (median(direct), median(gateway), median(open));
+
+    // Time to the first streamed delta.
+    let mut first_delta = Vec::new();
+    for provider in ["codex", "gemini"] {
+        let mut firsts = Vec::new();
+        let mut totals = Vec::new();
+        for n in 0..5 {
+            let (first, total) = streamed_turn(&server, &token, provider, n);
+            firsts.push(first);
+            totals.push(total);
+        }
+        first_delta.push((provider, median(firsts), median(totals)));
+    }
 
     // Ten turns of one conversation, resending the whole history each time.
     mock.reset();
@@ -169,6 +234,14 @@ fn main() {
         "  Landlock confinement per turn (confined - off)",
         ms(gateway) - ms(open)
     );
+    for (provider, first, total) in &first_delta {
+        println!(
+            "{:<52} {:>7.1} ms (whole turn {:.1} ms)",
+            format!("  {provider}: first streamed delta (median of 5)"),
+            ms(*first),
+            ms(*total)
+        );
+    }
     println!(
         "  model request bytes per turn, 10-turn conversation (full history resent by the client):"
     );

@@ -110,6 +110,9 @@ pub struct ServerConfig {
     /// Connections one client address may have open at once; more are answered 503 and closed.
     /// 0: no cap (behind a reverse proxy every client has the proxy's address).
     pub max_connections_per_ip: usize,
+    /// `TCP_NODELAY` on accepted connections. Leave it on: with Nagle and the client's delayed
+    /// ACK a keep-alive response costs ~40 ms; `false` exists so a benchmark can show that.
+    pub tcp_nodelay: bool,
     /// Seconds running requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_seconds: u64,
     /// The externally reachable base URL (for Telegram webhooks and printed links).
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             min_body_rate_bytes: 1024,
             max_pending_bodies: 64,
             max_connections_per_ip: 64,
+            tcp_nodelay: true,
             shutdown_grace_seconds: 30,
             public_url: None,
         }

@@ -35,6 +35,7 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
     set_socket_timeouts(&listener, Duration::from_secs(config.read_timeout_seconds))?;
     let limits = tiny_http::Limits {
         max_connections_per_ip: config.max_connections_per_ip,
+        tcp_nodelay: config.tcp_nodelay,
         // tiny_http reads heads and bodies up to 1 KiB itself: the same deadline as ours.
         request_deadline: Some(Arc::new({
             let config = config.clone();

@@ -193,6 +193,8 @@ pub struct Limits {
     pub request_deadline: Option<Arc<dyn Fn(usize) -> Duration + Send + Sync>>,
     /// The largest request head (request line and headers) in bytes; larger gets 431 and close.
     pub max_head_bytes: usize,
+    /// `TCP_NODELAY` on accepted sockets (Codara patch; on unless a benchmark compares).
+    pub tcp_nodelay: bool,
 }
 
 impl Default for Limits {
@@ -201,6 +203,7 @@ impl Default for Limits {
             max_connections_per_ip: 0,
             request_deadline: None,
             max_head_bytes: 64 * 1024,
+            tcp_nodelay: true,
         }
     }
 }
@@ -335,7 +338,9 @@ impl Server {
                         // Codara patch: Nagle off (with the client's delayed ACK it cost 40 ms per
                         // response written in two parts), and a cap on open connections per
                         // address, counted until the connection's thread ends.
-                        let _ = sock.set_nodelay();
+                        if limits.tcp_nodelay {
+                            let _ = sock.set_nodelay();
+                        }
                         if let (Some(addr), max @ 1..) = (addr, limits.max_connections_per_ip) {
                             match per_address.try_take(addr.ip(), max) {
                                 Some(slot) => address_slot = Some(slot),
