@@ -237,7 +237,7 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     }
     Ok(Response::json(
         200,
-        &json!({"id": id, "object": "response.deleted", "deleted": true}),
+        &json!({"id": id, "object": "response", "deleted": true}),
     ))
 }
 
