@@ -21,6 +21,13 @@ pub enum Error {
     Forbidden(String),
     /// The route or the resource does not exist (or must not be confirmed to exist).
     NotFound(String),
+    /// A request field names something this caller does not have (an unknown, foreign or
+    /// unstored `previous_response_id`): a 404 that names the field, as OpenAI answers it.
+    UnknownReference {
+        param: &'static str,
+        code: &'static str,
+        message: String,
+    },
     /// The route exists but not with this method; `allowed` goes into the `Allow` header.
     MethodNotAllowed { allowed: String },
     /// The request conflicts with the current state (duplicate, busy session).
@@ -116,7 +123,7 @@ impl Error {
             Error::BadRequest { .. } => 400,
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
-            Error::NotFound(_) => 404,
+            Error::NotFound(_) | Error::UnknownReference { .. } => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::RequestTimeout => 408,
             Error::Conflict(_) => 409,
@@ -144,6 +151,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
+            Error::UnknownReference { code, .. } => code,
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::RequestTimeout => "request_timeout",
             Error::Conflict(_) => "conflict",
@@ -165,6 +173,10 @@ impl Error {
 
     /// The OpenAI error `type` for `/v1` responses.
     pub fn openai_type(&self) -> &'static str {
+        if let Error::UnknownReference { .. } = self {
+            // OpenAI's own type for a `previous_response_id` it cannot find.
+            return "invalid_request_error";
+        }
         match self.status() {
             401 => "authentication_error",
             403 => "permission_error",
@@ -180,6 +192,7 @@ impl Error {
     pub fn param(&self) -> Option<&str> {
         match self {
             Error::BadRequest { param, .. } => param.as_deref(),
+            Error::UnknownReference { param, .. } => Some(param),
             _ => None,
         }
     }
@@ -245,6 +258,7 @@ impl fmt::Display for Error {
             | Error::BadGateway(message)
             | Error::Internal(message) => f.write_str(message),
             Error::Unavailable { message, .. }
+            | Error::UnknownReference { message, .. }
             | Error::NoAccountReady { message, .. }
             | Error::TooManyRequests { message, .. }
             | Error::GatewayTimeout { message, .. } => f.write_str(message),
@@ -298,6 +312,15 @@ mod tests {
             ),
             (Error::Unauthorized("x".into()), 401, "unauthorized"),
             (Error::NotFound("x".into()), 404, "not_found"),
+            (
+                Error::UnknownReference {
+                    param: "previous_response_id",
+                    code: "previous_response_not_found",
+                    message: "x".into(),
+                },
+                404,
+                "previous_response_not_found",
+            ),
             (
                 Error::MethodNotAllowed {
                     allowed: "GET".into(),

@@ -8,5 +8,6 @@ pub mod health;
 pub mod management;
 pub mod openai;
 pub mod params;
+pub mod responses;
 pub mod turn_input;
 pub mod user;

@@ -114,8 +114,9 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-/// Admission of `POST /v1/chat/completions`, before its body is read: a user key gets
-/// [`admit_user`]; operators have no per-user limits.
+/// Admission of the OpenAI plane's turn routes (`POST /v1/chat/completions`, `POST
+/// /v1/responses`), before the body is read: a user key gets [`admit_user`]; operators have no
+/// per-user limits.
 pub fn admit(app: &Arc<App>, principal: &Principal) -> Result<Admission> {
     engine::refuse_unconfined(app, principal.is_user_key())?;
     match principal {

@@ -64,10 +64,10 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
         }
     }
     let root = &app.config.workspace.root;
-    let (user_id, user) = match principal {
-        Principal::Operator(_) => ("operator".to_string(), None),
-        Principal::User { user, .. } => (user.id.clone(), Some(user.as_ref())),
-        Principal::Anonymous => return Err(Error::Unauthorized("missing credential".to_string())),
+    let user_id = owner_id(principal)?;
+    let user = match principal {
+        Principal::User { user, .. } => Some(user.as_ref()),
+        Principal::Operator(_) | Principal::Anonymous => None,
     };
     let (workspace_id, workspace) = match (user, &input.workspace_root, &input.workspace_id) {
         (Some(_), Some(_), _) => {
@@ -117,6 +117,16 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
         model,
         workspace_id,
     })
+}
+
+/// The user id a caller's turns, sessions and responses belong to (`operator` for operator
+/// credentials), so that every lookup by a client-supplied id can be scoped to its owner.
+pub fn owner_id(principal: &Principal) -> Result<String> {
+    match principal {
+        Principal::Operator(_) => Ok("operator".to_string()),
+        Principal::User { user, .. } => Ok(user.id.clone()),
+        Principal::Anonymous => Err(Error::Unauthorized("missing credential".to_string())),
+    }
 }
 
 /// The text and images of a message's `content`: a string, or content parts (`text`,
@@ -173,6 +183,26 @@ pub fn extensions(outcome: &engine::TurnOutcome, workspace_id: &str) -> Value {
         "workspace_id": workspace_id,
         "turn_id": outcome.turn_id,
         "resumed": outcome.resumed,
+    })
+}
+
+/// The extension fields of a stored turn (a retrieved response): the same keys as
+/// [`extensions`], read back from the `turns` row; `diff` is recomputed by the caller.
+pub fn stored_extensions(
+    turn: &crate::store::turns::Turn,
+    workspace_id: &str,
+    diff: &str,
+) -> Value {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!([]));
+    json!({
+        "modified_files": parse(&turn.modified_files),
+        "diff": diff,
+        "actions": parse(&turn.actions),
+        "dirty": turn.dirty,
+        "session_id": turn.session_id,
+        "workspace_id": workspace_id,
+        "turn_id": turn.id,
+        "resumed": turn.resumed,
     })
 }
 

@@ -52,10 +52,11 @@ pub fn runs_on_turn_pool(url: &str) -> bool {
 }
 
 /// The admission of a turn route (a user's budget and `max_concurrency` slot), checked before
-/// the body is read; other routes admit everyone who authenticated.
+/// the body is read; other routes admit everyone who authenticated. This is the one list of turn
+/// routes: it also decides which requests run on the turns pool ([`runs_on_turn_pool`]).
 pub fn admission(segments: &[&str]) -> Option<Admit> {
     match segments {
-        ["v1", "chat", "completions"] => Some(api::openai::admit),
+        ["v1", "chat", "completions"] | ["v1", "responses"] => Some(api::openai::admit),
         ["management", "v1", "playground", "chat"] => Some(api::management::playground::admit),
         _ => None,
     }
@@ -71,12 +72,18 @@ pub fn route(method: &str, segments: &[&str]) -> Route {
         ["healthz"] => &[("GET", api::health::healthz, Public)],
         ["dashboard", ..] => &[("GET", crate::http::assets::dashboard, Public)],
 
-        // OpenAI-compatible plane. `chat/completions` runs on the turns pool.
+        // OpenAI-compatible plane. `chat/completions` and `POST responses` run on the turns pool
+        // (see `admission`); reading or deleting a stored response runs on the api pool.
         ["v1", "models"] => &[("GET", api::openai::models, Client)],
         // Model ids may contain one `/` (`opencode/big-pickle`).
         ["v1", "models", _] => &[("GET", api::openai::model, Client)],
         ["v1", "models", _, _] => &[("GET", api::openai::model, Client)],
         ["v1", "chat", "completions"] => &[("POST", api::openai::chat_completions, Client)],
+        ["v1", "responses"] => &[("POST", api::responses::create, Client)],
+        ["v1", "responses", _] => &[
+            ("GET", api::responses::retrieve, Client),
+            ("DELETE", api::responses::delete, Client),
+        ],
         ["v1", "user", "providers", "models"] => &[("GET", api::openai::provider_models, Client)],
         // User self-service (api pool), user keys only.
         ["v1", "user", "me"] => &[("GET", api::user::me, User)],
@@ -215,6 +222,11 @@ mod tests {
         check("GET", "/management/v1/nope", "404");
         check("GET", "/v1/models", "Client");
         check("GET", "/v1/chat/completions", "405 POST");
+        check("POST", "/v1/responses", "Client");
+        check("GET", "/v1/responses", "405 POST");
+        check("GET", "/v1/responses/resp_1", "Client");
+        check("DELETE", "/v1/responses/resp_1", "Client");
+        check("POST", "/v1/responses/resp_1", "405 GET, DELETE, HEAD");
     }
 
     #[test]
@@ -226,5 +238,8 @@ mod tests {
         assert!(runs_on_turn_pool("/v1//chat/completions/"));
         assert!(runs_on_turn_pool("/v1/chat%2Fcompletions"));
         assert!(!runs_on_turn_pool("/v1/chat/completions/x"));
+        assert!(runs_on_turn_pool("/v1/responses"));
+        assert!(runs_on_turn_pool("/v1//responses/?stream=true"));
+        assert!(!runs_on_turn_pool("/v1/responses/resp_1"));
     }
 }

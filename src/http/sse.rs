@@ -24,6 +24,14 @@ impl SseSender {
             .is_ok()
     }
 
+    /// Sends one named frame, `event: <name>` then `data: <json>` (the Responses API names every
+    /// event; chat chunks have no name); false once the client is gone.
+    pub fn event(&self, name: &str, value: &Value) -> bool {
+        self.tx
+            .send(format!("event: {name}\ndata: {value}\n\n").into_bytes())
+            .is_ok()
+    }
+
     /// Sends the final `data: [DONE]` frame.
     pub fn done(&self) -> bool {
         self.tx.send(b"data: [DONE]\n\n".to_vec()).is_ok()
@@ -111,5 +119,17 @@ mod tests {
         assert!(text.starts_with("data: {\"a\":1}\n\n"), "{text}");
         assert!(text.contains(": keep-alive\n\n"), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+
+    #[test]
+    fn named_events() {
+        let (sender, mut body) = channel_pair(Duration::from_secs(5));
+        let producer = std::thread::spawn(move || {
+            sender.event("response.created", &serde_json::json!({"n": 0}));
+        });
+        body.attach(producer);
+        let mut text = String::new();
+        body.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "event: response.created\ndata: {\"n\":0}\n\n");
     }
 }

@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod meta;
 pub mod operator_tokens;
+pub mod responses;
 pub mod sessions;
 pub mod turn_journal;
 pub mod turns;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "turn_journal",
         include_str!("migrations/005_turn_journal.sql"),
     ),
+    (6, "responses", include_str!("migrations/006_responses.sql")),
 ];
 
 const READERS: usize = 4;
@@ -176,6 +178,17 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         log::info!("applied database migration {version:03}_{name}");
     }
     tx.commit().map_err(Error::sql("committing migrations"))
+}
+
+/// An in-memory database with every migration applied and foreign keys on (for unit tests of
+/// the table modules).
+#[cfg(test)]
+pub(crate) fn in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .expect("foreign keys can be switched on");
+    migrate(&mut conn).expect("the migrations apply");
+    conn
 }
 
 #[cfg(test)]

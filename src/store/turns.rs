@@ -155,3 +155,10 @@ pub fn get(conn: &Connection, session_id: &str, turn_index: i64) -> Result<Optio
     })
     .map_err(Error::sql("reading a turn"))
 }
+
+/// One turn by id.
+pub fn get_by_id(conn: &Connection, id: &str) -> Result<Option<Turn>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM turns WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id], from_row).optional())
+        .map_err(Error::sql("reading a turn"))
+}

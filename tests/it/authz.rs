@@ -38,6 +38,8 @@ const OPERATOR_TURN: &str = "401 503 403 403 403 403 401 401";
 const CLIENT: &str = "401 2xx 2xx 2xx 403 403 401 401";
 /// `/v1` turns for operators and users.
 const CLIENT_TURN: &str = "401 503 503 503 403 403 401 401";
+/// A stored `/v1/responses` object of user A: only A sees it (the operator is another caller).
+const A_RESPONSE: &str = "401 404 2xx 404 403 403 401 401";
 /// User self-service on the caller's own records.
 const SELF: &str = "401 403 2xx 2xx 403 403 401 401";
 /// User self-service on a record of user A.
@@ -67,6 +69,14 @@ const MATRIX: &[Row] = &[
         Some(r#"{"model":"uag-codex","messages":[{"role":"user","content":"matrix"}]}"#),
         CLIENT_TURN,
     ),
+    (
+        "POST",
+        "/v1/responses",
+        Some(r#"{"model":"uag-codex","input":"matrix"}"#),
+        CLIENT_TURN,
+    ),
+    ("GET", "/v1/responses/{a_response}", None, A_RESPONSE),
+    ("DELETE", "/v1/responses/{a_response}", None, A_RESPONSE),
     // User self-service.
     ("GET", "/v1/user/me", None, SELF),
     ("GET", "/v1/user/keys", None, SELF),
@@ -384,6 +394,14 @@ fn setup() -> Fixture {
     insert_session(&conn, "ses_matrix_a", &a.id, &a.workspace);
     insert_session(&conn, "ses_matrix_b", &b.id, &b.workspace);
     insert_session(&conn, "ses_matrix_victim", &victim.id, &victim.workspace);
+    conn.execute(
+        "INSERT INTO responses (id, user_id, turn_id, session_id, session_label, provider, model, \
+         workspace_id, text_format, tool_choice, stored, status, created_at) \
+         VALUES ('resp_matrix_a', ?1, 'trn_ses_matrix_a', 'ses_matrix_a', 'c', 'codex', 'm', '.', \
+         '{\"type\":\"text\"}', 'auto', 1, 'completed', 1)",
+        [&a.id],
+    )
+    .unwrap();
     drop(conn);
 
     let root = server.dir.join("workspaces");
@@ -399,6 +417,7 @@ fn setup() -> Fixture {
     ids.insert("a", a.id.clone());
     ids.insert("victim", victim.id.clone());
     ids.insert("a_session", "ses_matrix_a".to_string());
+    ids.insert("a_response", "resp_matrix_a".to_string());
     ids.insert("b_session", "ses_matrix_b".to_string());
     ids.insert("victim_session", "ses_matrix_victim".to_string());
     ids.insert("a_ws", workspace_id(&a.id));

@@ -13,6 +13,7 @@ mod isolation;
 mod lifecycle;
 mod mock_clis;
 mod openai_fidelity;
+mod responses;
 mod smoke;
 mod storage;
 mod turns;
