@@ -35,7 +35,9 @@ const SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}
 /// The headless invocation for `spec`. The prompt goes on stdin with an empty `--prompt=`: gemini
 /// runs headless and takes a piped stdin as the prompt, verbatim (an argv word would be bounded by
 /// the kernel's argument limit). `--yolo` is used in both sandbox modes: without it gemini leaves
-/// its write and shell tools out of the headless tool list.
+/// its write and shell tools out of the headless tool list. Images become `@<path>` references
+/// after the prompt ([`with_image_references`]): gemini reads each referenced file and sends an
+/// image as an `inlineData` part (it has no image flag).
 pub fn command(spec: &RunSpec) -> CommandSpec {
     let mut args: Vec<String> = vec![
         "--output-format".into(),
@@ -64,9 +66,23 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
             ],
         ),
         cwd: spec.workspace.clone(),
-        stdin: Some(spec.prompt.clone()),
+        stdin: Some(with_image_references(&spec.prompt, &spec.images)),
         confine: None,
     }
+}
+
+/// `prompt` followed by one `@<path>` reference per image (workspace-relative, spaces escaped as
+/// gemini's `@` syntax wants). Gemini skips a reference to a git-ignored file, so attachments
+/// must not be ignored by the workspace's `.gitignore`.
+pub fn with_image_references(prompt: &str, images: &[std::path::PathBuf]) -> String {
+    if images.is_empty() {
+        return prompt.to_string();
+    }
+    let references: Vec<String> = images
+        .iter()
+        .map(|p| format!("@{}", p.display().to_string().replace(' ', "\\ ")))
+        .collect();
+    format!("{prompt}\n\n{}", references.join(" "))
 }
 
 /// Creates the isolated `GEMINI_CLI_HOME` (0700) with `settings.json` both in `.gemini/` (read by
@@ -341,6 +357,8 @@ mod tests {
             extra_env: vec![("GEMINI_API_KEY".into(), "dummy".into())],
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
+            images: Vec::new(),
+            output_schema: None,
         }
     }
 
@@ -379,6 +397,23 @@ mod tests {
                 ("GEMINI_API_KEY", "dummy"),
             ]
         );
+    }
+
+    #[test]
+    fn images_are_at_references_after_the_prompt() {
+        let mut spec = spec();
+        spec.prompt = "what is this?".into();
+        spec.images = vec![
+            PathBuf::from(".codara/attachments/0123456789abcdef.png"),
+            PathBuf::from("odd dir/a b.gif"),
+        ];
+        let command = command(&spec);
+        assert_eq!(
+            command.stdin.as_deref(),
+            Some("what is this?\n\n@.codara/attachments/0123456789abcdef.png @odd\\ dir/a\\ b.gif")
+        );
+        assert_eq!(command.args.last().map(String::as_str), Some("--prompt="));
+        assert_eq!(with_image_references("plain", &[]), "plain");
     }
 
     #[test]
