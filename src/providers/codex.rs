@@ -412,6 +412,7 @@ mod tests {
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
             images: Vec::new(),
+            confined: false,
             output_schema: None,
         }
     }

@@ -765,6 +765,7 @@ fn command_for(
         },
         path_env: app.config.host.path.clone(),
         images: attempt.images.clone(),
+        confined: confine.is_some(),
         output_schema,
     };
     let (mut command, explain): (providers::CommandSpec, ExplainExit) = match request.provider {
