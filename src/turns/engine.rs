@@ -303,7 +303,11 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
     }
 
     if request.output != OutputFormat::Text && !result.failed() {
-        match output::check(&result.reply, &request.output) {
+        // The whole reply, else the answer after the last tool call (an agent may narrate its
+        // work before answering).
+        let checked = output::check(&result.reply, &request.output)
+            .or_else(|error| output::check(&result.final_text, &request.output).map_err(|_| error));
+        match checked {
             Ok(reply) => {
                 sink.text(&reply);
                 result.reply = reply;
@@ -519,6 +523,10 @@ fn codex_output_schema(request: &TurnRequest) -> Option<&serde_json::Value> {
 struct RunResult {
     session_id: Option<String>,
     reply: String,
+    /// The text since the last action: the answer after the agent's tool work, without the
+    /// narration before it (what a JSON `response_format` is checked against when the whole
+    /// reply does not parse).
+    final_text: String,
     usage: Usage,
     actions: Vec<Action>,
     last_error: Option<String>,
@@ -827,9 +835,13 @@ fn fold(result: &mut RunResult, event: TurnEvent, sink: &mut dyn Sink) {
         }
         TurnEvent::Text(text) => {
             result.reply.push_str(&text);
+            result.final_text.push_str(&text);
             sink.text(&text);
         }
-        TurnEvent::Action(action) => result.actions.push(action),
+        TurnEvent::Action(action) => {
+            result.final_text.clear();
+            result.actions.push(action);
+        }
         TurnEvent::Usage(usage) => {
             result.usage.prompt_tokens += usage.prompt_tokens;
             result.usage.completion_tokens += usage.completion_tokens;
@@ -1230,6 +1242,28 @@ mod tests {
             via_user_key,
             output: OutputFormat::Text,
         }
+    }
+
+    #[test]
+    fn the_final_text_is_what_follows_the_last_action() {
+        let mut result = RunResult::default();
+        let mut seen = String::new();
+        let mut sink = |t: &str| seen.push_str(t);
+        let events = [
+            TurnEvent::Text("Let me look. ".into()),
+            TurnEvent::Action(Action::Tool {
+                name: "read".into(),
+                ok: true,
+            }),
+            TurnEvent::Text("{\"a\":".into()),
+            TurnEvent::Text("1}".into()),
+        ];
+        for event in events {
+            fold(&mut result, event, &mut sink);
+        }
+        assert_eq!(result.reply, "Let me look. {\"a\":1}");
+        assert_eq!(result.final_text, "{\"a\":1}");
+        assert_eq!(seen, result.reply);
     }
 
     #[test]
