@@ -1,8 +1,8 @@
 //! Image inputs of a turn: `data:` URLs decoded, `http(s)://` URLs fetched under the SSRF rules,
 //! the type decided by magic bytes, and the images saved into the workspace for the CLI.
 //!
-//! Limits: [`MAX_IMAGE_BYTES`] per image, [`MAX_IMAGES`] per request, [`FETCH_TIMEOUT`] per
-//! fetch. A fetch resolves the host once and refuses the whole URL when any of its addresses is
+//! Limits: [`MAX_IMAGE_BYTES`] per image, [`MAX_FETCHES`] fetched images per request,
+//! [`FETCH_TIMEOUT`] per fetch (data URLs are bounded by `[server].max_body_bytes`). A fetch resolves the host once and refuses the whole URL when any of its addresses is
 //! loopback, private, link-local, unspecified or otherwise not public ([`address_is_public`])
 //! unless `[server].image_fetch_private` allows it; the connection goes to the addresses checked
 //! (no second lookup), redirects are not followed and no proxy is used. Must not know the wire
@@ -17,19 +17,21 @@ use std::time::Duration;
 
 /// The largest image accepted (decoded bytes), whether sent inline or fetched.
 pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
-/// Images one request may carry: bounds the memory and the fetch time a request can cost.
-pub const MAX_IMAGES: usize = 8;
+/// http(s) images one request may fetch: bounds the time and memory a request can cost (at most
+/// 8 × 10 s). Data URLs are not counted: the body limit bounds them, and clients resend the
+/// images of earlier turns with the history.
+pub const MAX_FETCHES: usize = 8;
 /// The bound on one fetch: resolving, connecting, and reading the whole body.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where attachments are saved, relative to the workspace (visible to the confined CLI).
 pub const ATTACHMENTS_DIR: [&str; 2] = [".codara", "attachments"];
 
-/// Loads the images of one request, counting them against [`MAX_IMAGES`].
+/// Loads the images of one request, counting fetches against [`MAX_FETCHES`].
 #[derive(Debug, Default)]
 pub struct Loader {
     /// `[server].image_fetch_private`: fetch from non-public addresses too.
     pub allow_private: bool,
-    loaded: usize,
+    fetched: usize,
 }
 
 impl Loader {
@@ -37,30 +39,29 @@ impl Loader {
     pub fn new(allow_private: bool) -> Loader {
         Loader {
             allow_private,
-            loaded: 0,
+            fetched: 0,
         }
     }
 
     /// The image `url` names (`data:` or `http(s)://`), checked; a 400 naming `param` otherwise.
     pub fn load(&mut self, url: &str, param: &str) -> Result<Image> {
-        if self.loaded >= MAX_IMAGES {
-            return Err(Error::bad_param(
-                param,
-                format!("at most {MAX_IMAGES} images per request"),
-            ));
-        }
         let bytes = match scheme(url).as_deref() {
             Some("data") => decode_data_url(url),
-            Some("http" | "https") => fetch(url, self.allow_private),
+            Some("http" | "https") if self.fetched >= MAX_FETCHES => Err(format!(
+                "at most {MAX_FETCHES} images per request may be fetched from URLs; send the \
+                 others as data: URLs"
+            )),
+            Some("http" | "https") => {
+                self.fetched += 1;
+                fetch(url, self.allow_private)
+            }
             Some(other) => Err(format!(
                 "the URL scheme `{other}` is not accepted; send a data: URL or an http(s) URL"
             )),
             None => Err("`image_url` must be a data: URL or an http(s) URL".to_string()),
         }
         .map_err(|message| Error::bad_param(param, message))?;
-        let image = checked(bytes).map_err(|message| Error::bad_param(param, message))?;
-        self.loaded += 1;
-        Ok(image)
+        checked(bytes).map_err(|message| Error::bad_param(param, message))
     }
 }
 
@@ -390,12 +391,21 @@ mod tests {
         big.truncate(MAX_IMAGE_BYTES);
         Loader::new(false).load(&data_url(&big), "p").unwrap();
 
+        // Data URLs are not counted (the body limit bounds them); fetches are, refused or not.
         let mut loader = Loader::new(false);
-        for _ in 0..MAX_IMAGES {
+        for _ in 0..3 * MAX_FETCHES {
             loader.load(&data_url(PNG), "p").unwrap();
         }
-        let error = loader.load(&data_url(PNG), "p").unwrap_err();
+        for _ in 0..MAX_FETCHES {
+            let error = loader.load("http://127.0.0.1:9/a.png", "p").unwrap_err();
+            assert!(
+                error.to_string().contains("not a public address"),
+                "{error}"
+            );
+        }
+        let error = loader.load("http://127.0.0.1:9/a.png", "p").unwrap_err();
         assert!(error.to_string().contains("at most 8 images"), "{error}");
+        loader.load(&data_url(PNG), "p").unwrap();
     }
 
     #[test]
