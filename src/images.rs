@@ -2,11 +2,12 @@
 //! the type decided by magic bytes, and the images saved into the workspace for the CLI.
 //!
 //! Limits: [`MAX_IMAGE_BYTES`] per image, [`MAX_FETCHES`] fetched images per request,
-//! [`FETCH_TIMEOUT`] per fetch (data URLs are bounded by `[server].max_body_bytes`). A fetch resolves the host once and refuses the whole URL when any of its addresses is
-//! loopback, private, link-local, unspecified or otherwise not public ([`address_is_public`])
-//! unless `[server].image_fetch_private` allows it; the connection goes to the addresses checked
-//! (no second lookup), redirects are not followed and no proxy is used. Must not know the wire
-//! JSON (that is `api::turn_input`) or decide which messages' images a turn sends (the engine).
+//! [`FETCH_TIMEOUT`] per fetch (data URLs are bounded by `[server].max_body_bytes`). A fetch
+//! resolves the host once and refuses the whole URL when any of its addresses is loopback,
+//! private, link-local, unspecified or otherwise not public ([`address_is_public`]) unless
+//! `[server].image_fetch_private` allows it; the connection goes to the addresses checked (no
+//! second lookup), redirects are not followed and no proxy is used. Must not know the wire JSON
+//! (that is `api::turn_input`) or decide which messages' images a turn sends (the engine).
 
 use crate::error::{Error, Result};
 use crate::turns::prompt::Image;

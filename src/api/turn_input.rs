@@ -120,9 +120,9 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
 }
 
 /// The text and images of a message's `content`: a string, or content parts (`text`,
-/// `input_text`, `output_text` joined by newlines; `image_url` — `{"url": …}` or the URL itself —
-/// and the Responses `input_image` loaded through `images`, in user messages only). `param`
-/// names the content in errors; each part's 400 names the part (`…content[j]`).
+/// `input_text`, `output_text` joined by newlines; `image_url` — `{"url": …}` or the URL
+/// itself — and the Responses `input_image` loaded through `images`, in user messages only).
+/// `param` names the content in errors; each part's 400 names the part (`…content[j]`).
 pub fn content(
     content: Option<&Value>,
     role: &str,

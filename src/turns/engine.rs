@@ -2,15 +2,15 @@
 //!
 //! Steps: lock session and workspace → plan (resume with new messages, or fresh with the whole
 //! transcript) → save the images of the messages sent this turn into the workspace → snapshot
-//! (so the attachments are not the turn's changes) → journal the turn → prepare the user's CLI home, a private temp dir
-//! and the pooled credential → run the CLI confined and under the watchdog, streaming text to the
-//! caller → seal back and remove the credential → snapshot → diff → persist turn and session (and
-//! drop the journal entry) in one transaction. A JSON `response_format` is enforced by codex
-//! (`--output-schema`) for strict-mode schemas, otherwise instructed in the prompt; either way the
-//! reply is checked after the run and streamed whole once it passes (a reply that fails is a 502).
-//! A turn the gateway died in is found in the journal
-//! at the next start and stored as interrupted, with its changes ([`recover_interrupted`]).
-//! Must not parse HTTP or render JSON.
+//! (so the attachments are not the turn's changes) → journal the turn → prepare the user's CLI
+//! home, a private temp dir and the pooled credential → run the CLI confined and under the
+//! watchdog, streaming text to the caller → seal back and remove the credential → snapshot →
+//! diff → persist turn and session (and drop the journal entry) in one transaction. A JSON
+//! `response_format` is enforced by codex (`--output-schema`) for strict-mode schemas, otherwise
+//! instructed in the prompt; either way the reply is checked after the run and streamed whole
+//! once it passes (a reply that fails is a 502). A turn the gateway died in is found in the
+//! journal at the next start and stored as interrupted, with its changes
+//! ([`recover_interrupted`]). Must not parse HTTP or render JSON.
 
 use super::output;
 use super::prompt::{self, Message, Plan};
