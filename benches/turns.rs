@@ -52,6 +52,9 @@ fn direct_turn(mock: &MockModel, dir: &std::path::Path, n: usize) -> Duration {
         extra_env: mock.codex_env(),
         sandbox: codara::config::Sandbox::WorkspaceWrite,
         path_env: std::env::var("PATH").unwrap_or_default(),
+        images: Vec::new(),
+        confined: false,
+        output_schema: None,
     };
     let command = codex::command(&spec);
     let started = Instant::now();

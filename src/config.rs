@@ -117,6 +117,10 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// The externally reachable base URL (for Telegram webhooks and printed links).
     pub public_url: Option<String>,
+    /// Fetch `image_url` parts from loopback, private, link-local and other non-public
+    /// addresses too. Off by default: a gateway that fetches any URL a client names is a way
+    /// into the operator's network (SSRF).
+    pub image_fetch_private: bool,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +140,7 @@ impl Default for ServerConfig {
             tcp_nodelay: true,
             shutdown_grace_seconds: 30,
             public_url: None,
+            image_fetch_private: false,
         }
     }
 }
@@ -1016,6 +1021,9 @@ mod tests {
         assert_eq!(config.server.min_body_rate_bytes, 1024);
         assert_eq!(config.server.max_pending_bodies, 64);
         assert_eq!(config.server.max_connections_per_ip, 64);
+        assert!(!config.server.image_fetch_private, "no SSRF by default");
+        let on = load(Some("[server]\nimage_fetch_private = true\n"), None, &[]).unwrap();
+        assert!(on.server.image_fetch_private);
         assert_eq!(config.providers.gemini.default_model, "gemini-2.5-pro");
         assert_eq!(config.providers.codex.stall_timeout(), 600);
         assert!(config.source.is_none());

@@ -84,21 +84,49 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Decodes standard base64 with padding; `None` on any invalid character or length.
-pub fn unbase64(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
+/// The two base64 alphabets of RFC 4648.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base64 {
+    /// `+` and `/` (§4): data URLs, MIME, key files.
+    Standard,
+    /// `-` and `_` (§5): URLs, JWTs, workspace ids.
+    Url,
+}
+
+/// Whether `=` padding may end a base64 text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No `=` at all (workspace ids: one encoding per byte string).
+    Forbidden,
+    /// With or without; when present it must complete the last group of four exactly.
+    Optional,
+}
+
+/// Decodes base64 in `alphabet`: the one decoder for every base64 the gateway reads. `None` on a
+/// character outside the alphabet, an impossible length, misplaced padding, or non-zero bits
+/// after the last byte (so a byte string has a single accepted unpadded form).
+pub fn base64_decode(text: &str, alphabet: Base64, padding: Padding) -> Option<Vec<u8>> {
+    let (c62, c63) = match alphabet {
+        Base64::Standard => (b'+', b'/'),
+        Base64::Url => (b'-', b'_'),
+    };
     let value = |c: u8| -> Option<u32> {
-        Some(match c {
+        Some(u32::from(match c {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a' + 26,
             b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
+            c if c == c62 => 62,
+            c if c == c63 => 63,
             _ => return None,
-        } as u32)
+        }))
     };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.as_bytes().chunks(4) {
+    let body = text.trim_end_matches('=');
+    let pad = text.len() - body.len();
+    if pad > 0 && (padding == Padding::Forbidden || pad > 2 || text.len() % 4 != 0) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
+    for chunk in body.as_bytes().chunks(4) {
         if chunk.len() == 1 {
             return None;
         }
@@ -107,7 +135,11 @@ pub fn unbase64(text: &str) -> Option<Vec<u8>> {
             acc |= value(c)? << (18 - 6 * i);
         }
         let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
+        let keep = chunk.len() - 1;
+        if bytes[1 + keep..].iter().any(|b| *b != 0) {
+            return None;
+        }
+        out.extend_from_slice(&bytes[1..1 + keep]);
     }
     Some(out)
 }
@@ -151,10 +183,37 @@ mod tests {
     }
 
     #[test]
-    fn base64_decodes_standard_alphabet() {
-        assert_eq!(unbase64("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(unbase64("aGVsbG8h"), Some(b"hello!".to_vec()));
-        assert_eq!(unbase64("a$=="), None);
+    fn base64_decodes_both_alphabets_with_and_without_padding() {
+        use Base64::{Standard, Url};
+        use Padding::{Forbidden, Optional};
+        for (text, alphabet, padding, expected) in [
+            ("aGVsbG8=", Standard, Optional, Some(&b"hello"[..])),
+            ("aGVsbG8", Standard, Optional, Some(b"hello")),
+            ("aGVsbG8h", Standard, Forbidden, Some(b"hello!")),
+            ("", Url, Forbidden, Some(b"")),
+            ("-_8", Url, Forbidden, Some(&[0xfb, 0xff])),
+            ("+/8=", Standard, Optional, Some(&[0xfb, 0xff])),
+            // Wrong alphabet, stray characters, whitespace.
+            ("+/8", Url, Optional, None),
+            ("-_8", Standard, Optional, None),
+            ("a$==", Standard, Optional, None),
+            ("aGVs bG8=", Standard, Optional, None),
+            // Padding: forbidden, too much, not completing a group, in the middle.
+            ("aGVsbG8=", Standard, Forbidden, None),
+            ("aGk===", Standard, Optional, None),
+            ("aGk==", Standard, Optional, None),
+            ("aG=k", Standard, Optional, None),
+            // One character cannot hold a byte; non-zero trailing bits are not canonical.
+            ("a", Url, Forbidden, None),
+            ("aGl", Standard, Optional, None),
+            ("Zh", Url, Forbidden, None),
+        ] {
+            assert_eq!(
+                base64_decode(text, alphabet, padding).as_deref(),
+                expected,
+                "{text:?} {alphabet:?} {padding:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The data directory: its creation, the single-instance lock, the operator secret file, and the
-//! two ways the gateway touches files inside directories an agent can write (CLI homes, temp
-//! dirs): [`write_new_private`] and [`read_regular`], which never follow a symbolic link.
+//! ways the gateway touches files inside directories an agent can write (CLI homes, temp dirs,
+//! workspaces): [`write_new_private`], [`write_private_beneath`] and [`read_regular`], which
+//! never follow a symbolic link.
 //!
 //! Owns the layout of `[storage].data_dir` apart from the database (store) and the master key
 //! (vault). Must not hold the lock for commands other than `serve`: the CLI works beside a server.
@@ -46,6 +47,76 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Writes `bytes` to `base/<dirs…>/<name>` (a new 0600 file, flushed), creating missing
+/// directories with mode 0700, where an agent may have planted symbolic links: every component
+/// below `base` is opened relative to its parent with `O_NOFOLLOW` (`openat`), so neither a link
+/// planted before the call nor one swapped in during it is followed; a link or other non-file at
+/// `name` is replaced. `base` itself must be a real directory (the canonical workspace).
+pub fn write_private_beneath(base: &Path, dirs: &[&str], name: &str, bytes: &[u8]) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let path = dirs
+        .iter()
+        .fold(base.to_path_buf(), |p, d| p.join(d))
+        .join(name);
+    let fail = |error: std::io::Error| Error::io(&path, error);
+    let c_name = |component: &str| {
+        if component.is_empty() || component.contains('/') || component == "." || component == ".."
+        {
+            return Err(Error::Internal(format!("bad path component {component:?}")));
+        }
+        CString::new(component).map_err(|_| Error::Internal(format!("NUL in {component:?}")))
+    };
+    let mut dir: OwnedFd = File::open(base)
+        .and_then(|f| {
+            f.metadata()?.is_dir().then_some(f).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")
+            })
+        })
+        .map_err(|e| Error::io(base, e))?
+        .into();
+    for component in dirs {
+        let c = c_name(component)?;
+        // SAFETY: `dir` is an open directory descriptor and `c` a NUL-terminated name.
+        let made = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o700) };
+        if made != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(fail(error));
+            }
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: as above; the returned descriptor is owned by the `OwnedFd` below.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(fail(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    let c = c_name(name)?;
+    // Whatever is at `name` (an older copy, or a link an agent planted) goes; a directory stays
+    // and fails the open below.
+    // SAFETY: `dir` is an open directory descriptor and `c` a NUL-terminated name.
+    let removed = unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    if removed != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::NotFound {
+            return Err(fail(error));
+        }
+    }
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: as above; the mode is passed as the variadic third argument openat expects.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        return Err(fail(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(bytes).map_err(fail)?;
+    file.sync_all().map_err(fail)
 }
 
 /// The contents of `path` when it is a regular file of at most `limit` bytes, opened without
@@ -187,6 +258,51 @@ mod tests {
         assert!(error.contains(&std::process::id().to_string()), "{error}");
         drop(first);
         InstanceLock::acquire(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writing_beneath_a_base_never_follows_a_planted_link() {
+        let dir = std::env::temp_dir().join(crate::crypto::random_id("codara-beneath-test-"));
+        let (base, outside) = (dir.join("ws"), dir.join("outside"));
+        ensure_private_dir(&base).unwrap();
+        ensure_private_dir(&outside).unwrap();
+        let write =
+            |bytes: &[u8]| write_private_beneath(&base, &[".codara", "att"], "a.png", bytes);
+
+        // Missing directories are created (0700), the file is 0600.
+        write(b"one").unwrap();
+        let file = base.join(".codara/att/a.png");
+        assert_eq!(std::fs::read(&file).unwrap(), b"one");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            (mode(&file), mode(&base.join(".codara/att"))),
+            (0o600, 0o700)
+        );
+        // An existing file is replaced; a link planted at the name is replaced, not followed.
+        write(b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim"), &file).unwrap();
+        write(b"three").unwrap();
+        assert!(!outside.join("victim").exists());
+        assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
+
+        // A link in place of either directory is refused, and nothing lands outside.
+        std::fs::remove_dir_all(base.join(".codara/att")).unwrap();
+        std::os::unix::fs::symlink(&outside, base.join(".codara/att")).unwrap();
+        assert!(write(b"four").is_err());
+        std::fs::remove_dir_all(base.join(".codara")).unwrap();
+        std::os::unix::fs::symlink(&outside, base.join(".codara")).unwrap();
+        assert!(write(b"five").is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // Names that would leave the directory are refused.
+        for name in ["..", "a/b", ""] {
+            assert!(
+                write_private_beneath(&base, &[], name, b"x").is_err(),
+                "{name}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

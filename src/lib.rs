@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod datadir;
 pub mod error;
 pub mod http;
+pub mod images;
 pub mod operator;
 pub mod pool;
 pub mod process;

@@ -224,7 +224,11 @@ fn decode_key(text: &str) -> Option<Vec<u8>> {
     let key = if text.len() == 64 {
         crate::crypto::unhex(text)
     } else {
-        crate::crypto::unbase64(text)
+        crate::crypto::base64_decode(
+            text,
+            crate::crypto::Base64::Standard,
+            crate::crypto::Padding::Optional,
+        )
     }?;
     (key.len() == 32).then_some(key)
 }

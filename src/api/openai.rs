@@ -170,7 +170,7 @@ pub fn chat_completions(
     let input = TurnInput {
         provider: body.provider,
         model: body.model,
-        messages: parse_messages(&raw_messages)?,
+        messages: parse_messages(&raw_messages, app.config.server.image_fetch_private)?,
         workspace_id: body.workspace_id,
         workspace_root: body.workspace_root,
         client_session_id: body.client_session_id,
@@ -280,7 +280,10 @@ pub fn chat_completions(
 /// Silence longer than this gets a `: keep-alive` comment on streams.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-fn parse_messages(raw: &[Value]) -> Result<Vec<Message>> {
+/// The messages of a request; image parts are loaded (decoded or fetched) here, before anything
+/// runs, so a bad image is a 400 naming its part.
+fn parse_messages(raw: &[Value], image_fetch_private: bool) -> Result<Vec<Message>> {
+    let mut images = crate::images::Loader::new(image_fetch_private);
     if raw.is_empty() {
         return Err(Error::bad_param(
             "messages",
@@ -304,10 +307,14 @@ fn parse_messages(raw: &[Value]) -> Result<Vec<Message>> {
                 ),
             ));
         }
-        let (text, images) =
-            turn_input::content(message.get("content"), role, &format!("{param}.content"))?;
+        let (text, loaded) = turn_input::content(
+            message.get("content"),
+            role,
+            &format!("{param}.content"),
+            &mut images,
+        )?;
         let mut message = Message::new(role, &text);
-        message.images = images;
+        message.images = loaded;
         messages.push(message);
     }
     Ok(messages)

@@ -38,7 +38,7 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
         Some(id) => Some(load_previous(app, id, &owner)?),
         None => None,
     };
-    let new_input = parse_input(body.input.as_ref())?;
+    let new_input = parse_input(body.input.as_ref(), app.config.server.image_fetch_private)?;
     let instructions = parse_instructions(body.instructions.as_ref())?;
     let (output, text_format) = parse_text(body.text.as_ref())?;
     let metadata = parse_metadata(body.metadata.as_ref())?;
@@ -323,7 +323,8 @@ fn refuse_unsupported(body: &CreateRequest) -> Result<()> {
 
 /// `input`: a string (one user message) or a list of message items, `{"role", "content"}` with
 /// or without `"type": "message"`; content is a string or parts (`turn_input::content`).
-fn parse_input(input: Option<&Value>) -> Result<Vec<Message>> {
+fn parse_input(input: Option<&Value>, image_fetch_private: bool) -> Result<Vec<Message>> {
+    let mut images = crate::images::Loader::new(image_fetch_private);
     let items = match input {
         Some(Value::String(text)) => return Ok(vec![Message::new("user", text)]),
         Some(Value::Array(items)) if !items.is_empty() => items,
@@ -368,10 +369,14 @@ fn parse_input(input: Option<&Value>) -> Result<Vec<Message>> {
                 format!("unknown role `{role}`; expected user, assistant, system or developer"),
             ));
         }
-        let (text, images) =
-            turn_input::content(item.get("content"), role, &format!("{param}.content"))?;
+        let (text, loaded) = turn_input::content(
+            item.get("content"),
+            role,
+            &format!("{param}.content"),
+            &mut images,
+        )?;
         let mut message = Message::new(role, &text);
-        message.images = images;
+        message.images = loaded;
         messages.push(message);
     }
     Ok(messages)
@@ -846,14 +851,14 @@ mod tests {
 
     #[test]
     fn input_forms() {
-        let messages = parse_input(Some(&json!("hello"))).unwrap();
+        let messages = parse_input(Some(&json!("hello")), false).unwrap();
         assert_eq!(messages, vec![Message::new("user", "hello")]);
         let messages = parse_input(Some(&json!([
             {"role": "developer", "content": "be brief"},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a"}]},
             {"type": "message", "role": "assistant",
              "content": [{"type": "output_text", "text": "b", "annotations": []}]},
-        ])))
+        ])), false)
         .unwrap();
         let roles: Vec<(&str, &str)> = messages
             .iter()
@@ -873,10 +878,10 @@ mod tests {
             (json!([{"role": "tool", "content": "x"}]), "input[0].role"),
             (json!([{"content": "x"}]), "input[0].role"),
         ] {
-            let error = parse_input(Some(&input)).unwrap_err();
+            let error = parse_input(Some(&input), false).unwrap_err();
             assert_eq!(error.param(), Some(param), "{input}");
         }
-        assert_eq!(parse_input(None).unwrap_err().param(), Some("input"));
+        assert_eq!(parse_input(None, false).unwrap_err().param(), Some("input"));
     }
 
     #[test]

@@ -130,15 +130,21 @@ pub fn owner_id(principal: &Principal) -> Result<String> {
 }
 
 /// The text and images of a message's `content`: a string, or content parts (`text`,
-/// `input_text`, `output_text` joined by newlines; image parts decoded). `param` names the
-/// content in errors.
-pub fn content(content: Option<&Value>, role: &str, param: &str) -> Result<(String, Vec<Image>)> {
+/// `input_text`, `output_text` joined by newlines; `image_url` — `{"url": …}` or the URL
+/// itself — and the Responses `input_image` loaded through `images`, in user messages only).
+/// `param` names the content in errors; each part's 400 names the part (`…content[j]`).
+pub fn content(
+    content: Option<&Value>,
+    role: &str,
+    param: &str,
+    images: &mut crate::images::Loader,
+) -> Result<(String, Vec<Image>)> {
     match content {
         Some(Value::String(text)) => Ok((text.clone(), Vec::new())),
         Some(Value::Null) | None if role == "assistant" => Ok((String::new(), Vec::new())),
         Some(Value::Array(parts)) => {
             let mut texts = Vec::new();
-            let images = Vec::new();
+            let mut loaded = Vec::new();
             for (j, part) in parts.iter().enumerate() {
                 let param = format!("{param}[{j}]");
                 match part.get("type").and_then(Value::as_str) {
@@ -150,11 +156,30 @@ pub fn content(content: Option<&Value>, role: &str, param: &str) -> Result<(Stri
                             })?
                             .to_string(),
                     ),
+                    Some(kind @ ("image_url" | "input_image")) => {
+                        if role != "user" {
+                            return Err(Error::bad_param(
+                                &param,
+                                format!("image parts are accepted in user messages, not {role}"),
+                            ));
+                        }
+                        let url = image_url(part).ok_or_else(|| {
+                            Error::bad_param(
+                                &param,
+                                format!(
+                                    "an `{kind}` part needs `image_url`: a URL string or \
+                                     {{\"url\": …}} (data: or http(s)); `file_id` is not supported"
+                                ),
+                            )
+                        })?;
+                        loaded.push(images.load(url, &param)?);
+                    }
                     Some(other) => {
                         return Err(Error::bad_param(
                             &param,
                             format!(
-                                "content part type `{other}` is not supported; send text parts"
+                                "content part type `{other}` is not supported; send text or \
+                                 image_url parts"
                             ),
                         ))
                     }
@@ -163,12 +188,22 @@ pub fn content(content: Option<&Value>, role: &str, param: &str) -> Result<(Stri
                     }
                 }
             }
-            Ok((texts.join("\n"), images))
+            Ok((texts.join("\n"), loaded))
         }
         _ => Err(Error::bad_param(
             param,
             "`content` must be a string or an array of content parts",
         )),
+    }
+}
+
+/// The URL of an image part: `image_url` as `{"url": …}` (Chat Completions) or as the URL
+/// string itself (Responses `input_image`, and clients that flatten the chat form).
+fn image_url(part: &Value) -> Option<&str> {
+    match part.get("image_url")? {
+        Value::String(url) => Some(url),
+        Value::Object(object) => object.get("url")?.as_str(),
+        _ => None,
     }
 }
 
@@ -300,5 +335,81 @@ pub fn resolve_model(app: &App, provider: &str, model: Option<&str>) -> Result<S
                 config.models.join(", ")
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+
+    fn check(parts: Value, role: &str) -> Result<(String, Vec<Image>)> {
+        content(
+            Some(&parts),
+            role,
+            "messages[2].content",
+            &mut crate::images::Loader::new(false),
+        )
+    }
+
+    #[test]
+    fn image_parts_in_both_shapes_are_loaded() {
+        let url = format!("data:image/png;base64,{PNG_B64}");
+        let (text, images) = check(
+            json!([
+                {"type": "text", "text": "what is"},
+                {"type": "image_url", "image_url": {"url": url, "detail": "low"}},
+                {"type": "image_url", "image_url": url},
+                {"type": "input_image", "image_url": url},
+                {"type": "input_text", "text": "in these?"},
+            ]),
+            "user",
+        )
+        .unwrap();
+        assert_eq!(text, "what is\nin these?");
+        assert_eq!(images.len(), 3);
+        assert!(images.iter().all(|i| i.mime == "image/png"));
+    }
+
+    #[test]
+    fn each_refusal_names_the_part() {
+        let url = format!("data:image/png;base64,{PNG_B64}");
+        for (parts, role, param, needle) in [
+            (
+                json!([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]),
+                "user",
+                "messages[2].content[1]",
+                "scheme `file`",
+            ),
+            (
+                json!([{"type": "input_image", "file_id": "file-123"}]),
+                "user",
+                "messages[2].content[0]",
+                "`file_id` is not supported",
+            ),
+            (
+                json!([{"type": "image_url", "image_url": {"url": url}}]),
+                "assistant",
+                "messages[2].content[0]",
+                "user messages",
+            ),
+            (
+                json!([{"type": "input_audio", "input_audio": {}}]),
+                "user",
+                "messages[2].content[0]",
+                "`input_audio` is not supported",
+            ),
+            (
+                json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]),
+                "user",
+                "messages[2].content[0]",
+                "not a PNG",
+            ),
+        ] {
+            let error = check(parts, role).unwrap_err();
+            assert_eq!(error.param(), Some(param), "{error}");
+            assert!(error.to_string().contains(needle), "{error}");
+        }
     }
 }

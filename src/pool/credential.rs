@@ -270,18 +270,11 @@ pub fn apply_refresh(
 
 /// Decodes base64url (RFC 4648 §5), with or without padding.
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    if text.contains(['+', '/']) {
-        return None;
-    }
-    let standard: String = text
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            other => other,
-        })
-        .collect();
-    crate::crypto::unbase64(&standard)
+    crate::crypto::base64_decode(
+        text,
+        crate::crypto::Base64::Url,
+        crate::crypto::Padding::Optional,
+    )
 }
 
 /// The claims (payload) of a JWT `header.payload.signature`, when it decodes to a JSON object.

@@ -35,7 +35,9 @@ const SHELL_EXCLUDES: &str = r#"shell_environment_policy.exclude=["*KEY*","*TOKE
 
 /// The `exec` invocation for `spec`: the prompt goes on stdin (the argument `-` after `--` tells
 /// codex to read it there), so it reaches the model verbatim whatever its size or leading dashes.
-/// Options come before `resume <id>`; codex applies them to the resumed session.
+/// Options come before `resume <id>`; codex applies them to the resumed session. Images go as
+/// `--image=<path>`, one word each: `-i` takes several values and would swallow `resume`. Codex
+/// sends each as an `input_image` (a data URL) in the turn's user message.
 pub fn command(spec: &RunSpec) -> CommandSpec {
     let sandbox = match spec.sandbox {
         Sandbox::WorkspaceWrite => "workspace-write",
@@ -54,6 +56,12 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
     ];
     if !spec.model.is_empty() {
         args.extend(["-m".into(), spec.model.clone()]);
+    }
+    for image in &spec.images {
+        args.push(format!("--image={}", image.display()));
+    }
+    if let Some(schema) = &spec.output_schema {
+        args.push(format!("--output-schema={}", schema.display()));
     }
     args.extend(spec.extra_args.iter().cloned());
     if let Some(id) = &spec.resume {
@@ -403,6 +411,9 @@ mod tests {
             extra_env: vec![("MOCK_API_KEY".into(), "dummy".into())],
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
+            images: Vec::new(),
+            confined: false,
+            output_schema: None,
         }
     }
 
@@ -445,6 +456,34 @@ mod tests {
                 ("HOME", "/data/homes/codex/default"),
                 ("PWD", "/data/ws/u1"),
                 ("MOCK_API_KEY", "dummy"),
+            ]
+        );
+    }
+
+    #[test]
+    fn images_and_the_output_schema_come_before_resume_one_word_each() {
+        let mut spec = spec();
+        spec.resume = Some("01a20d58".into());
+        spec.extra_args.clear();
+        spec.images = vec![
+            PathBuf::from(".codara/attachments/0123456789abcdef.png"),
+            PathBuf::from(".codara/attachments/fedcba9876543210.jpg"),
+        ];
+        spec.output_schema = Some(PathBuf::from("/data/run/tmp/run_1/output-schema.json"));
+        let args = command(&spec).args;
+        let tail: Vec<&str> = args.iter().skip(9).map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "-m",
+                "gpt-5.5",
+                "--image=.codara/attachments/0123456789abcdef.png",
+                "--image=.codara/attachments/fedcba9876543210.jpg",
+                "--output-schema=/data/run/tmp/run_1/output-schema.json",
+                "resume",
+                "01a20d58",
+                "--",
+                "-",
             ]
         );
     }

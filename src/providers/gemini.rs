@@ -35,7 +35,8 @@ const SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}
 /// The headless invocation for `spec`. The prompt goes on stdin with an empty `--prompt=`: gemini
 /// runs headless and takes a piped stdin as the prompt, verbatim (an argv word would be bounded by
 /// the kernel's argument limit). `--yolo` is used in both sandbox modes: without it gemini leaves
-/// its write and shell tools out of the headless tool list.
+/// its write and shell tools out of the headless tool list. Gemini has no image flag: images are
+/// named after the prompt ([`with_images`]).
 pub fn command(spec: &RunSpec) -> CommandSpec {
     let mut args: Vec<String> = vec![
         "--output-format".into(),
@@ -64,9 +65,35 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
             ],
         ),
         cwd: spec.workspace.clone(),
-        stdin: Some(spec.prompt.clone()),
+        stdin: Some(with_images(&spec.prompt, &spec.images, spec.confined)),
         confine: None,
     }
+}
+
+/// `prompt` followed by the images. Unconfined: one `@<path>` reference each (workspace-relative,
+/// spaces escaped as gemini's `@` syntax wants); gemini inlines each as an `inlineData` part, but
+/// skips a git-ignored file. Confined: gemini 0.61 cannot resolve any `@` reference under
+/// Landlock (its `read_many_files` globs the absolute path case-insensitively from `/`, which
+/// the allow-list does not let it list, and reports "No files matching the criteria"), so the
+/// model is told where the images are instead and reads them with its `read_file` tool, whose
+/// result carries the image as `inlineData`.
+pub fn with_images(prompt: &str, images: &[std::path::PathBuf], confined: bool) -> String {
+    if images.is_empty() {
+        return prompt.to_string();
+    }
+    let paths: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
+    if confined {
+        return format!(
+            "{prompt}\n\nAttached image(s), saved in the workspace: {}. Open each with your \
+             read_file tool to see it.",
+            paths.join(", ")
+        );
+    }
+    let references: Vec<String> = paths
+        .iter()
+        .map(|p| format!("@{}", p.replace(' ', "\\ ")))
+        .collect();
+    format!("{prompt}\n\n{}", references.join(" "))
 }
 
 /// Creates the isolated `GEMINI_CLI_HOME` (0700) with `settings.json` both in `.gemini/` (read by
@@ -341,6 +368,9 @@ mod tests {
             extra_env: vec![("GEMINI_API_KEY".into(), "dummy".into())],
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
+            images: Vec::new(),
+            confined: false,
+            output_schema: None,
         }
     }
 
@@ -378,6 +408,35 @@ mod tests {
                 ("PWD", "/data/ws/u1"),
                 ("GEMINI_API_KEY", "dummy"),
             ]
+        );
+    }
+
+    fn command_stdin(spec: &RunSpec) -> String {
+        command(spec).stdin.unwrap_or_default()
+    }
+
+    #[test]
+    fn images_are_at_references_after_the_prompt() {
+        let mut spec = spec();
+        spec.prompt = "what is this?".into();
+        spec.images = vec![
+            PathBuf::from(".codara/attachments/0123456789abcdef.png"),
+            PathBuf::from("odd dir/a b.gif"),
+        ];
+        let command = command(&spec);
+        assert_eq!(
+            command.stdin.as_deref(),
+            Some("what is this?\n\n@.codara/attachments/0123456789abcdef.png @odd\\ dir/a\\ b.gif")
+        );
+        assert_eq!(command.args.last().map(String::as_str), Some("--prompt="));
+        assert_eq!(with_images("plain", &spec.images[..0], true), "plain");
+        // Confined, gemini cannot resolve `@` references: the model is told to read the files.
+        spec.confined = true;
+        spec.images.truncate(1);
+        assert_eq!(
+            command_stdin(&spec),
+            "what is this?\n\nAttached image(s), saved in the workspace: \
+             .codara/attachments/0123456789abcdef.png. Open each with your read_file tool to see it."
         );
     }
 

@@ -144,6 +144,14 @@ pub struct RunSpec {
     pub sandbox: crate::config::Sandbox,
     /// The host `PATH`, for the child.
     pub path_env: String,
+    /// Images to attach to this turn's prompt, relative to the workspace (saved there by the
+    /// engine), each passed with the CLI's own image option.
+    pub images: Vec<PathBuf>,
+    /// Codara's Landlock confines the run (gemini cannot resolve `@` file references then).
+    pub confined: bool,
+    /// A JSON Schema file the CLI must make its final reply match (codex `--output-schema`);
+    /// `None` for free text or when the reply is checked by the gateway instead.
+    pub output_schema: Option<PathBuf>,
 }
 
 /// The child environment for `spec`, built from scratch: `PATH`, the provider's `home_vars`,

@@ -38,7 +38,10 @@ const CONFIG: &str = r#"{"$schema":"https://opencode.ai/config.json","autoupdate
 /// The `run` invocation for `spec`. The prompt goes on stdin, verbatim: opencode quotes any argv
 /// word containing a space before sending it. `-m` is passed only for a `provider/model` id (any
 /// other name is left to the configured default). `PWD` is the workspace, because opencode takes
-/// its project directory from `$PWD`, not from the process's working directory.
+/// its project directory from `$PWD`, not from the process's working directory. Images go as
+/// `--file=<path>`, one word each; opencode reads them with its `read` tool and sends an
+/// `image_url` part, but only for a model whose `modalities.input` lists `image` (otherwise the
+/// model sees "this model does not support image input").
 pub fn command(spec: &RunSpec) -> CommandSpec {
     let mut args: Vec<String> = vec!["run".into(), "--format".into(), "json".into()];
     if spec.model.contains('/') {
@@ -46,6 +49,9 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
     }
     if let Some(id) = &spec.resume {
         args.extend(["--session".into(), id.clone()]);
+    }
+    for image in &spec.images {
+        args.push(format!("--file={}", image.display()));
     }
     args.extend(spec.extra_args.iter().cloned());
     let home = &spec.home;
@@ -403,6 +409,9 @@ mod tests {
             extra_env: vec![("OPENCODE_CONFIG".into(), "/etc/codara/opencode.json".into())],
             sandbox: Sandbox::WorkspaceWrite,
             path_env: "/usr/bin:/bin".into(),
+            images: Vec::new(),
+            confined: false,
+            output_schema: None,
         }
     }
 
@@ -444,6 +453,30 @@ mod tests {
                 ("OPENCODE_CONFIG", "/etc/codara/opencode.json"),
             ]
         );
+    }
+
+    #[test]
+    fn images_are_file_attachments_one_word_each() {
+        let mut spec = spec();
+        spec.resume = Some("ses_1".into());
+        spec.images = vec![PathBuf::from(".codara/attachments/0123456789abcdef.webp")];
+        let command = command(&spec);
+        assert_eq!(
+            command.args,
+            strings(&[
+                "run",
+                "--format",
+                "json",
+                "-m",
+                "mock/mock-model",
+                "--session",
+                "ses_1",
+                "--file=.codara/attachments/0123456789abcdef.webp",
+                "--agent",
+                "build"
+            ])
+        );
+        assert_eq!(command.stdin.as_deref(), Some("Say \"hello\" -- now"));
     }
 
     #[test]

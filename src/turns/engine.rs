@@ -1,13 +1,18 @@
 //! The turn engine: one chat turn from a validated request to a stored, reported outcome.
 //!
 //! Steps: lock session and workspace → plan (resume with new messages, or fresh with the whole
-//! transcript) → snapshot → journal the turn → prepare the user's CLI home, a private temp dir
-//! and the pooled credential → run the CLI confined and under the watchdog, streaming text to the
-//! caller → seal back and remove the credential → snapshot → diff → persist turn and session (and
-//! drop the journal entry) in one transaction. A turn the gateway died in is found in the journal
-//! at the next start and stored as interrupted, with its changes ([`recover_interrupted`]).
-//! Must not parse HTTP or render JSON.
+//! transcript) → save the images of the messages sent this turn into the workspace → snapshot
+//! (so the attachments are not the turn's changes) → journal the turn → prepare the user's CLI
+//! home, a private temp dir and the pooled credential → run the CLI confined and under the
+//! watchdog, streaming text to the caller → seal back and remove the credential → snapshot →
+//! diff → persist turn and session (and drop the journal entry) in one transaction. A JSON
+//! `response_format` is enforced by codex (`--output-schema`) for strict-mode schemas, otherwise
+//! instructed in the prompt; either way the reply is checked after the run and streamed whole
+//! once it passes (a reply that fails is a 502). A turn the gateway died in is found in the
+//! journal at the next start and stored as interrupted, with its changes
+//! ([`recover_interrupted`]). Must not parse HTTP or render JSON.
 
+use super::output;
 use super::prompt::{self, Message, Plan};
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -189,15 +194,45 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
     );
 
     let tracker = Tracker::new(app, request)?;
+    // The images of the messages sent this turn, saved before the first snapshot so that they
+    // are not reported as changes the turn made.
+    let new_from = match &plan {
+        Plan::Resume { new_from, .. } => *new_from,
+        Plan::Fresh { .. } => 0,
+    };
+    let images: Vec<&prompt::Image> = request.messages[new_from..]
+        .iter()
+        .flat_map(|m| m.images.iter())
+        .collect();
+    let attachments = crate::images::save(&request.workspace, &images)?;
     let before = tracker.snapshot()?;
 
+    // Without `--output-schema`, the format is asked for in this turn's prompt.
+    let instruction = match codex_output_schema(request) {
+        Some(_) => None,
+        None => output::instruction(&request.output),
+    };
+    let instructed = |prompt: &str| match &instruction {
+        Some(instruction) => format!("{instruction}\n\n{prompt}"),
+        None => prompt.to_string(),
+    };
     let (mut attempt, mut resumed) = match &plan {
         Plan::Resume {
             cli_session_id,
             prompt,
             ..
-        } => (Attempt::resume(cli_session_id, prompt), true),
-        Plan::Fresh { prompt, .. } => (Attempt::fresh(prompt), false),
+        } => (
+            Attempt::resume(cli_session_id, &instructed(prompt), &attachments),
+            true,
+        ),
+        Plan::Fresh { prompt, .. } => (Attempt::fresh(&instructed(prompt), &attachments), false),
+    };
+    // A JSON reply is checked before anyone sees it: it is streamed whole after the check.
+    let mut quiet = |_: &str| {};
+    let live: &mut dyn Sink = if request.output == OutputFormat::Text {
+        &mut *sink
+    } else {
+        &mut quiet
     };
     let mut account = choose_account(
         app,
@@ -229,7 +264,7 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
 
     // From here on the CLI may change the workspace: every failure is stored as the turn's
     // outcome (or recovered from the journal), never returned early.
-    let mut result = execute(app, request, &binary, &attempt, account.as_ref(), sink);
+    let mut result = execute(app, request, &binary, &attempt, account.as_ref(), live);
     let unchanged = |tracker: &Tracker<'_>| tracker.snapshot().is_ok_and(|now| now.id == before.id);
     if resumed && result.looks_like_missing_session() && unchanged(&tracker) {
         log::warn!(
@@ -238,9 +273,13 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
             attempt.resume.as_deref().unwrap_or(""),
             result.error_message()
         );
-        attempt = Attempt::fresh(&prompt::flatten(&request.messages));
+        // Only this turn's images were saved before the snapshot; earlier ones are not re-sent.
+        attempt = Attempt::fresh(
+            &instructed(&prompt::flatten(&request.messages)),
+            &attachments,
+        );
         resumed = false;
-        result = execute(app, request, &binary, &attempt, account.as_ref(), sink);
+        result = execute(app, request, &binary, &attempt, account.as_ref(), live);
     }
     if let Some(used) = account.clone() {
         let account_level = record_health(app, &used, &result);
@@ -256,10 +295,24 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
                     used.id,
                     next.id
                 );
-                result = execute(app, request, &binary, &attempt, Some(&next), sink);
+                result = execute(app, request, &binary, &attempt, Some(&next), live);
                 record_health(app, &next, &result);
                 account = Some(next);
             }
+        }
+    }
+
+    if request.output != OutputFormat::Text && !result.failed() {
+        // The whole reply, else the answer after the last tool call (an agent may narrate its
+        // work before answering).
+        let checked = output::check(&result.reply, &request.output)
+            .or_else(|error| output::check(&result.final_text, &request.output).map_err(|_| error));
+        match checked {
+            Ok(reply) => {
+                sink.text(&reply);
+                result.reply = reply;
+            }
+            Err(why) => result.last_error = Some(why),
         }
     }
 
@@ -430,21 +483,38 @@ type ExplainExit = fn(Option<i32>) -> Option<&'static str>;
 struct Attempt {
     prompt: String,
     resume: Option<String>,
+    /// Workspace-relative paths of the images attached to the prompt.
+    images: Vec<PathBuf>,
 }
 
 impl Attempt {
-    fn fresh(prompt: &str) -> Attempt {
+    fn fresh(prompt: &str, images: &[PathBuf]) -> Attempt {
         Attempt {
             prompt: prompt.to_string(),
             resume: None,
+            images: images.to_vec(),
         }
     }
 
-    fn resume(cli_session_id: &str, prompt: &str) -> Attempt {
+    fn resume(cli_session_id: &str, prompt: &str, images: &[PathBuf]) -> Attempt {
         Attempt {
             prompt: prompt.to_string(),
             resume: Some(cli_session_id.to_string()),
+            images: images.to_vec(),
         }
+    }
+}
+
+/// The schema codex enforces itself (`--output-schema`): a `json_schema` in OpenAI's strict
+/// form. Everything else (free text, `json_object`, other schemas, other CLIs) is `None`.
+fn codex_output_schema(request: &TurnRequest) -> Option<&serde_json::Value> {
+    match &request.output {
+        OutputFormat::JsonSchema { schema, .. }
+            if request.provider == "codex" && output::codex_enforces(schema) =>
+        {
+            Some(schema)
+        }
+        _ => None,
     }
 }
 
@@ -453,6 +523,10 @@ impl Attempt {
 struct RunResult {
     session_id: Option<String>,
     reply: String,
+    /// The text since the last action: the answer after the agent's tool work, without the
+    /// narration before it (what a JSON `response_format` is checked against when the whole
+    /// reply does not parse).
+    final_text: String,
     usage: Usage,
     actions: Vec<Action>,
     last_error: Option<String>,
@@ -672,6 +746,14 @@ fn command_for(
         extra_env.extend(crate::accounts::materialize(&app.vault, account, home)?);
     }
     extra_env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let output_schema = match codex_output_schema(request) {
+        Some(schema) => {
+            let path = tmp.join("output-schema.json");
+            crate::datadir::write_new_private(&path, schema.to_string().as_bytes())?;
+            Some(path)
+        }
+        None => None,
+    };
     let confine = app
         .sandbox
         .agent(request.provider, &request.workspace, home, tmp);
@@ -690,6 +772,9 @@ fn command_for(
             config.sandbox
         },
         path_env: app.config.host.path.clone(),
+        images: attempt.images.clone(),
+        confined: confine.is_some(),
+        output_schema,
     };
     let (mut command, explain): (providers::CommandSpec, ExplainExit) = match request.provider {
         "codex" => (
@@ -750,9 +835,13 @@ fn fold(result: &mut RunResult, event: TurnEvent, sink: &mut dyn Sink) {
         }
         TurnEvent::Text(text) => {
             result.reply.push_str(&text);
+            result.final_text.push_str(&text);
             sink.text(&text);
         }
-        TurnEvent::Action(action) => result.actions.push(action),
+        TurnEvent::Action(action) => {
+            result.final_text.clear();
+            result.actions.push(action);
+        }
         TurnEvent::Usage(usage) => {
             result.usage.prompt_tokens += usage.prompt_tokens;
             result.usage.completion_tokens += usage.completion_tokens;
@@ -1153,6 +1242,28 @@ mod tests {
             via_user_key,
             output: OutputFormat::Text,
         }
+    }
+
+    #[test]
+    fn the_final_text_is_what_follows_the_last_action() {
+        let mut result = RunResult::default();
+        let mut seen = String::new();
+        let mut sink = |t: &str| seen.push_str(t);
+        let events = [
+            TurnEvent::Text("Let me look. ".into()),
+            TurnEvent::Action(Action::Tool {
+                name: "read".into(),
+                ok: true,
+            }),
+            TurnEvent::Text("{\"a\":".into()),
+            TurnEvent::Text("1}".into()),
+        ];
+        for event in events {
+            fold(&mut result, event, &mut sink);
+        }
+        assert_eq!(result.reply, "Let me look. {\"a\":1}");
+        assert_eq!(result.final_text, "{\"a\":1}");
+        assert_eq!(seen, result.reply);
     }
 
     #[test]

@@ -53,33 +53,11 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
 /// Decodes base64url without padding; `None` on any other character, an impossible length or
 /// non-zero trailing bits (so every byte string has exactly one encoding).
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        }))
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.as_bytes().chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        let keep = chunk.len() - 1;
-        if bytes[1 + keep..].iter().any(|b| *b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[1..1 + keep]);
-    }
-    Some(out)
+    crate::crypto::base64_decode(
+        text,
+        crate::crypto::Base64::Url,
+        crate::crypto::Padding::Forbidden,
+    )
 }
 
 /// The id of the workspace at `relative` (relative to the root).

@@ -3,6 +3,7 @@
 mod support;
 
 mod accounts;
+mod attachments;
 mod auth;
 mod authz;
 mod config;

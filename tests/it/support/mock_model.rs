@@ -9,7 +9,9 @@
 //!   declared, else `exec_command` with a heredoc; gemini `write_file`; opencode `write`).
 //! - `{"shell":"cmd"}`: call the CLI's shell tool (codex `exec_command`, gemini
 //!   `run_shell_command`, opencode `bash`).
-//! - `{"steps":[{"write":…}|{"shell":…},…],"final":"text"}`: several tool calls in a row; step k is
+//! - `{"read":"path"}`: call the CLI's file reader (gemini `read_file`, opencode `read`, codex
+//!   `view_image`), as a model does that was told to look at a file.
+//! - `{"steps":[{"write":…}|{"shell":…}|{"read":…},…],"final":"text"}`: several tool calls in a row; step k is
 //!   answered when k tool results follow the last user message, `final` after the last one.
 //! - `{"delay":seconds}`: wait this long before answering, sending nothing at all meanwhile.
 //! - `{"http_error":400,"message":"text"}`: fail with that status and the API's error body.
@@ -17,7 +19,9 @@
 //!
 //! Without a directive the answer is `MOCK_REPLY n=<user messages seen>: <prompt>`, and after tool
 //! results `MOCK_DONE after k tool call(s)` (or `final`). Gemini's JSON-schema side calls get an
-//! object built from the schema and opencode's title call gets "Mock title".
+//! object built from the schema and opencode's title call gets "Mock title". A Responses request
+//! whose `text.format` is a `json_schema` (codex `--output-schema`) is answered with a value built
+//! from that schema when the prompt holds no directive.
 //!
 //! Control endpoints: `GET /__mock/requests`, `POST /__mock/reset`, `GET /__mock/health`, and
 //! `POST /__mock/reject` `{"bearer":"KEY","status":429,"message":"text"}`: from then on every
@@ -281,7 +285,9 @@ impl MockModel {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "Mock LLM",
                 "options": {"baseURL": format!("{}/v1", self.base_url), "apiKey": "dummy"},
-                "models": {"mock-model": {"name": "Mock Model", "tool_call": true}}
+                // `modalities` lets opencode send image attachments to this model.
+                "models": {"mock-model": {"name": "Mock Model", "tool_call": true,
+                    "modalities": {"input": ["text", "image"], "output": ["text"]}}}
             }},
             "model": OPENCODE_MODEL,
             "small_model": OPENCODE_MODEL,
@@ -586,6 +592,8 @@ struct Conversation {
     is_title: bool,
     /// Gemini's JSON-mode side calls: the response schema.
     json_schema: Option<Value>,
+    /// A Responses request's `text.format` schema (codex `--output-schema`).
+    output_schema: Option<Value>,
 }
 
 impl Conversation {
@@ -618,6 +626,9 @@ impl Conversation {
             } else if kind.ends_with("_output") {
                 self.tool_results += 1;
             }
+        }
+        if body["text"]["format"]["type"] == "json_schema" {
+            self.output_schema = Some(body["text"]["format"]["schema"].clone());
         }
         for tool in body["tools"].as_array().into_iter().flatten() {
             let name = tool["name"]
@@ -767,7 +778,18 @@ fn decide(conv: &Conversation, protocol: Protocol) -> Plan {
         plan.answer = Answer::Text("Mock title".into());
         return plan;
     }
-    let directive = parse_directive(conv.prompt()).unwrap_or_else(|| json!({}));
+    let Some(directive) = parse_directive(conv.prompt()) else {
+        if let (Some(schema), 0) = (&conv.output_schema, conv.tool_results) {
+            plan.answer = Answer::Text(from_schema(schema).to_string());
+            return plan;
+        }
+        return decide_with(plan, &json!({}), conv, protocol);
+    };
+    decide_with(plan, &directive, conv, protocol)
+}
+
+/// The answer `directive` asks for (an empty directive: the default answers).
+fn decide_with(mut plan: Plan, directive: &Value, conv: &Conversation, protocol: Protocol) -> Plan {
     plan.delay = directive["delay"]
         .as_f64()
         .filter(|s| *s > 0.0)
@@ -786,7 +808,7 @@ fn decide(conv: &Conversation, protocol: Protocol) -> Plan {
         return plan;
     }
     let mut steps: Vec<Value> = directive["steps"].as_array().cloned().unwrap_or_default();
-    for key in ["write", "shell"] {
+    for key in ["write", "shell", "read"] {
         if let Some(step) = directive.get(key) {
             steps.push(json!({ key: step }));
         }
@@ -853,6 +875,18 @@ fn tool_call(step: &Value, conv: &Conversation, protocol: Protocol) -> ToolCall 
             path.replace('\'', "'\\''")
         );
         return shell_call(&command, conv, protocol);
+    }
+    if let Some(path) = step.get("read").and_then(Value::as_str) {
+        if conv.has_tool("read_file") {
+            return function("read_file", json!({ "file_path": path }));
+        }
+        if conv.has_tool("read") {
+            return function("read", json!({ "filePath": path }));
+        }
+        if conv.has_tool("view_image") {
+            return function("view_image", json!({ "path": path }));
+        }
+        return shell_call(&format!("cat '{path}'"), conv, protocol);
     }
     let command = step["shell"].as_str().unwrap_or("true");
     shell_call(command, conv, protocol)
