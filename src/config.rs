@@ -6,6 +6,7 @@
 //! open the database or touch the network.
 
 use crate::error::{Error, Result};
+use crate::providers::Provider;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -208,13 +209,18 @@ pub struct ProvidersConfig {
 }
 
 impl ProvidersConfig {
-    /// Each provider's name and block, in a fixed order.
-    pub fn iter(&self) -> [(&'static str, &ProviderConfig); 3] {
-        [
-            ("codex", &self.codex),
-            ("gemini", &self.gemini),
-            ("opencode", &self.opencode),
-        ]
+    /// Each provider and its block, in display order.
+    pub fn iter(&self) -> [(Provider, &ProviderConfig); 3] {
+        Provider::ALL.map(|p| (p, self.get(p)))
+    }
+
+    /// The block of `provider`.
+    pub fn get(&self, provider: Provider) -> &ProviderConfig {
+        match provider {
+            Provider::Codex => &self.codex,
+            Provider::Gemini => &self.gemini,
+            Provider::Opencode => &self.opencode,
+        }
     }
 }
 
@@ -273,16 +279,8 @@ impl ProviderConfig {
         self.turn_timeout_seconds.unwrap_or(3600)
     }
 
-    fn fill_defaults(&mut self, name: &str) {
-        let (binary, model, models): (&str, &str, &[&str]) = match name {
-            "codex" => ("codex", "gpt-5-codex", &["gpt-5-codex", "gpt-5"]),
-            "gemini" => (
-                "gemini",
-                "gemini-2.5-pro",
-                &["gemini-2.5-pro", "gemini-2.5-flash"],
-            ),
-            _ => ("opencode", "opencode/big-pickle", &["opencode/big-pickle"]),
-        };
+    fn fill_defaults(&mut self, provider: Provider) {
+        let (binary, model, models) = provider.defaults();
         if self.binary.is_empty() {
             self.binary = binary.to_string();
         }
@@ -676,9 +674,9 @@ impl Config {
     }
 
     fn fill_provider_defaults(&mut self) {
-        self.providers.codex.fill_defaults("codex");
-        self.providers.gemini.fill_defaults("gemini");
-        self.providers.opencode.fill_defaults("opencode");
+        self.providers.codex.fill_defaults(Provider::Codex);
+        self.providers.gemini.fill_defaults(Provider::Gemini);
+        self.providers.opencode.fill_defaults(Provider::Opencode);
     }
 
     /// Relative paths in the file are relative to the file, not to wherever codara was started.

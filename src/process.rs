@@ -742,7 +742,7 @@ mod isolation_tests {
             parent = std::process::id(),
         ));
         spec.cwd = work.clone();
-        spec.confine = sandbox.agent("codex", &work, &home, &tmp);
+        spec.confine = sandbox.agent(crate::providers::Provider::Codex, &work, &home, &tmp);
         assert!(spec.confine.is_some());
         let out = capture(&spec, Duration::from_secs(10)).unwrap();
         assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);

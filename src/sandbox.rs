@@ -9,6 +9,7 @@
 
 use crate::config::{Config, SandboxMode};
 use crate::error::{Error, Result};
+use crate::providers::Provider;
 use landlock::{
     path_beneath_rules, Access, AccessFs, BitFlags, Ruleset, RulesetAttr, RulesetCreatedAttr,
     Scope, ABI,
@@ -246,14 +247,14 @@ pub struct Sandbox {
     base: Vec<Rule>,
     /// Files a provider's runs may read because its `[providers.<p>].env` names them
     /// (`OPENCODE_CONFIG=/etc/codara/opencode.json`).
-    provider_files: Vec<(&'static str, PathBuf)>,
+    provider_files: Vec<(Provider, PathBuf)>,
 }
 
 /// Where a provider's CLI is installed, for the read/execute allow-list.
 #[derive(Debug, Clone)]
 pub struct Install {
     /// The provider, for messages.
-    pub provider: &'static str,
+    pub provider: Provider,
     /// The resolved executable.
     pub binary: PathBuf,
 }
@@ -406,7 +407,7 @@ impl Sandbox {
     /// files; nothing else. `None` when not enforced.
     pub fn agent(
         &self,
-        provider: &str,
+        provider: Provider,
         workspace: &Path,
         home: &Path,
         tmp: &Path,
@@ -601,13 +602,17 @@ mod tests {
         config.sandbox.mode = SandboxMode::Off;
         let off = Sandbox::detect(&config, &[]).unwrap();
         assert!(!off.enforced() && !off.refuses_users());
-        assert!(off.agent("codex", &dir, &dir, &dir).is_none());
+        assert!(off.agent(Provider::Codex, &dir, &dir, &dir).is_none());
         config.sandbox.mode = SandboxMode::Auto;
         let auto = Sandbox::detect(&config, &[]).unwrap();
         assert_eq!(auto.enforced(), kernel_abi().is_some());
         assert_eq!(auto.refuses_users(), kernel_abi().is_none());
-        if let Some(policy) = auto.agent("codex", Path::new("/w"), Path::new("/h"), Path::new("/t"))
-        {
+        if let Some(policy) = auto.agent(
+            Provider::Codex,
+            Path::new("/w"),
+            Path::new("/h"),
+            Path::new("/t"),
+        ) {
             let writable: Vec<&Path> = policy.writable().collect();
             assert_eq!(
                 writable,

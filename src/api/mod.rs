@@ -11,3 +11,4 @@ pub mod params;
 pub mod responses;
 pub mod turn_input;
 pub mod user;
+pub mod wire;

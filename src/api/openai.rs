@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::http::request::Admission;
 use crate::http::{Body, Request, Response};
 use crate::store::users::User;
-use crate::turns::engine::{self, OutputFormat};
 use crate::turns::locks::Slot;
 use crate::turns::prompt::Message;
+use crate::turns::{self, OutputFormat, TurnOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -118,7 +118,7 @@ struct StreamOptions {
 /// /v1/responses`), before the body is read: a user key gets [`admit_user`]; operators have no
 /// per-user limits.
 pub fn admit(app: &Arc<App>, principal: &Principal) -> Result<Admission> {
-    engine::refuse_unconfined(app, principal.is_user_key())?;
+    turns::refuse_unconfined(app, principal.is_user_key())?;
     match principal {
         Principal::User { user, .. } => admit_user(app, user).map(Admission::holding),
         Principal::Operator(_) | Principal::Anonymous => Ok(Admission::default()),
@@ -187,7 +187,7 @@ pub fn chat_completions(
     let completion_id = format!("chatcmpl-{}", crate::crypto::random_id(""));
     let created = crate::clock::now_ms() / 1000;
     if !body.stream.unwrap_or(false) {
-        let outcome = engine::run(app, &turn, &mut |_: &str| {})?;
+        let outcome = turns::run(app, &turn, &mut |_: &str| {})?;
         drop(slot);
         if let Some(error) = outcome.error {
             return Err(error);
@@ -226,7 +226,7 @@ pub fn chat_completions(
                 chunk
             };
             sender.json(&chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-            let result = engine::run(&app, &turn, &mut |text: &str| {
+            let result = turns::run(&app, &turn, &mut |text: &str| {
                 sender.json(&chunk(json!({"content": text}), Value::Null));
             });
             match result {
@@ -402,7 +402,7 @@ pub fn response_format(value: Option<&Value>, param: &str) -> Result<OutputForma
     }
 }
 
-fn usage_json(outcome: &engine::TurnOutcome) -> Value {
+fn usage_json(outcome: &TurnOutcome) -> Value {
     let usage = outcome.usage;
     json!({
         "prompt_tokens": usage.prompt_tokens,

@@ -18,8 +18,8 @@ use crate::http::sse::SseSender;
 use crate::http::{Body, Request, Response};
 use crate::store;
 use crate::store::responses::ResponseRecord;
-use crate::turns::engine::{self, OutputFormat, TurnOutcome};
 use crate::turns::prompt::Message;
+use crate::turns::{self, OutputFormat, TurnOutcome, TurnRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use std::time::Duration;
 pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let body: CreateRequest = request.json()?;
     refuse_unsupported(&body)?;
-    let owner = turn_input::owner_id(principal)?;
+    let owner = turn_input::owner(principal)?.id().to_string();
     let previous = match &body.previous_response_id {
         Some(id) => Some(load_previous(app, id, &owner)?),
         None => None,
@@ -123,7 +123,7 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     };
 
     if !body.stream.unwrap_or(false) {
-        let outcome = engine::run(app, &turn, &mut |_: &str| {})?;
+        let outcome = turns::run(app, &turn, &mut |_: &str| {})?;
         creation.record(app, &outcome);
         drop(slot);
         if let Some(error) = outcome.error {
@@ -163,7 +163,7 @@ pub fn retrieve(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
         ));
     }
     let id = segment(request, 2)?;
-    let owner = turn_input::owner_id(principal)?;
+    let owner = turn_input::owner(principal)?.id().to_string();
     let (record, turn) = app
         .store
         .read(|conn| {
@@ -211,7 +211,7 @@ pub fn retrieve(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
 /// workspace), and so does the CLI session other responses of the chain may still continue.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let id = segment(request, 2)?;
-    let owner = turn_input::owner_id(principal)?;
+    let owner = turn_input::owner(principal)?.id().to_string();
     let deleted = app.store.write(|tx| {
         let deleted = store::responses::delete_owned(tx, &id, &owner)?;
         if deleted {
@@ -693,7 +693,7 @@ impl Creation {
 /// `response.completed` (usage and extension fields) — or, when the turn fails,
 /// `response.failed` with the error. The response is recorded before its last event, so a client
 /// that chains on `response.completed` finds it.
-fn stream_turn(app: &App, turn: &engine::TurnRequest, creation: &Creation, sender: SseSender) {
+fn stream_turn(app: &App, turn: &TurnRequest, creation: &Creation, sender: SseSender) {
     let mut events = Events {
         sender,
         sequence: 0,
@@ -703,7 +703,7 @@ fn stream_turn(app: &App, turn: &engine::TurnRequest, creation: &Creation, sende
     events.emit("response.in_progress", json!({"response": started}));
     let item_id = creation.message_id();
     let mut opened = false;
-    let result = engine::run(app, turn, &mut |text: &str| {
+    let result = turns::run(app, turn, &mut |text: &str| {
         if !opened {
             events.open_message(&item_id);
             opened = true;

@@ -9,8 +9,9 @@
 use crate::api::auth::Principal;
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::turns::engine::{self, OutputFormat, TurnRequest};
+use crate::providers::Provider;
 use crate::turns::prompt::{Image, Message};
+use crate::turns::{self, OutputFormat, Owner, TurnOutcome, TurnRequest};
 use serde_json::{json, Value};
 
 /// What a front parsed from its request, in the terms of a turn.
@@ -64,7 +65,7 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
         }
     }
     let root = &app.config.workspace.root;
-    let user_id = owner_id(principal)?;
+    let owner = owner(principal)?;
     let user = match principal {
         Principal::User { user, .. } => Some(user.as_ref()),
         Principal::Operator(_) | Principal::Anonymous => None,
@@ -96,12 +97,12 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
         }
         (_, None, id) => {
             let id = id.clone().unwrap_or_else(|| "default".to_string());
-            let dir = crate::workspace::zone::owned_workspace(root, &user_id, &id)?;
+            let dir = crate::workspace::zone::owned_workspace(root, owner.id(), &id)?;
             (id, dir)
         }
     };
     let turn = TurnRequest {
-        user_id,
+        owner,
         provider,
         model: model.clone(),
         messages: input.messages,
@@ -111,7 +112,7 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
         via_user_key: principal.is_user_key(),
         output: input.output,
     };
-    engine::preflight(app, &turn)?;
+    turns::preflight(app, &turn)?;
     Ok(Prepared {
         turn,
         model,
@@ -121,10 +122,10 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
 
 /// The user id a caller's turns, sessions and responses belong to (`operator` for operator
 /// credentials), so that every lookup by a client-supplied id can be scoped to its owner.
-pub fn owner_id(principal: &Principal) -> Result<String> {
+pub fn owner(principal: &Principal) -> Result<Owner> {
     match principal {
-        Principal::Operator(_) => Ok("operator".to_string()),
-        Principal::User { user, .. } => Ok(user.id.clone()),
+        Principal::Operator(_) => Ok(Owner::Operator),
+        Principal::User { user, .. } => Ok(Owner::User(user.id.clone())),
         Principal::Anonymous => Err(Error::Unauthorized("missing credential".to_string())),
     }
 }
@@ -208,11 +209,11 @@ fn image_url(part: &Value) -> Option<&str> {
 }
 
 /// The extension fields of a turn's response (at top level and under `extensions`).
-pub fn extensions(outcome: &engine::TurnOutcome, workspace_id: &str) -> Value {
+pub fn extensions(outcome: &TurnOutcome, workspace_id: &str) -> Value {
     json!({
         "modified_files": outcome.modified_files,
         "diff": outcome.diff,
-        "actions": engine::actions_to_json(&outcome.actions),
+        "actions": crate::api::wire::actions(&outcome.actions),
         "dirty": outcome.dirty,
         "session_id": outcome.session_id,
         "workspace_id": workspace_id,
@@ -261,22 +262,22 @@ pub fn resolve_provider(
     app: &App,
     provider: Option<&str>,
     model: Option<&str>,
-) -> Result<&'static str> {
+) -> Result<Provider> {
     let providers = app.config.providers.iter();
     if let Some(wanted) = provider {
-        let Some((name, config)) = providers.iter().find(|(name, _)| *name == wanted) else {
+        let Some(provider) = Provider::from_name(wanted) else {
             return Err(Error::bad_param(
                 "provider",
                 format!("unknown provider `{wanted}`; expected codex, gemini or opencode"),
             ));
         };
-        if !config.is_enabled() {
+        if !app.config.providers.get(provider).is_enabled() {
             return Err(Error::bad_param(
                 "provider",
                 format!("provider `{wanted}` is disabled"),
             ));
         }
-        return Ok(name);
+        return Ok(provider);
     }
     let Some(model) = model.filter(|m| !m.is_empty()) else {
         return Err(Error::bad_param(
@@ -284,21 +285,18 @@ pub fn resolve_provider(
             "`model` or `provider` is required",
         ));
     };
-    if let Some(alias) = model.strip_prefix("uag-") {
-        if let Some((name, _)) = providers
-            .iter()
-            .find(|(name, c)| *name == alias && c.is_enabled())
-        {
-            return Ok(name);
+    if let Some(alias) = model.strip_prefix("uag-").and_then(Provider::from_name) {
+        if app.config.providers.get(alias).is_enabled() {
+            return Ok(alias);
         }
     }
-    let owners: Vec<&'static str> = providers
+    let owners: Vec<Provider> = providers
         .iter()
         .filter(|(_, c)| c.is_enabled() && c.models.iter().any(|m| m == model))
-        .map(|(name, _)| *name)
+        .map(|(provider, _)| *provider)
         .collect();
     match owners.as_slice() {
-        [one] => Ok(one),
+        [one] => Ok(*one),
         [] => Err(Error::bad_param(
             "model",
             format!("unknown model `{model}`; GET /v1/models lists them"),
@@ -312,16 +310,8 @@ pub fn resolve_provider(
 
 /// The model id to run: the provider's default for no model or its `uag-` alias, else `model`
 /// itself, which must be one of the provider's configured `models` unless `allow_any_model`.
-pub fn resolve_model(app: &App, provider: &str, model: Option<&str>) -> Result<String> {
-    let Some((_, config)) = app
-        .config
-        .providers
-        .iter()
-        .into_iter()
-        .find(|(name, _)| *name == provider)
-    else {
-        return Err(Error::Internal(format!("no configuration for {provider}")));
-    };
+pub fn resolve_model(app: &App, provider: Provider, model: Option<&str>) -> Result<String> {
+    let config = app.config.providers.get(provider);
     match model {
         None | Some("") => Ok(config.default_model.clone()),
         Some(alias) if alias == format!("uag-{provider}") => Ok(config.default_model.clone()),

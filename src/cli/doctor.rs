@@ -150,7 +150,8 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         Err(error) => healthy &= report(Level::Fail, "sandbox", &error.to_string()),
     }
 
-    for (name, provider) in config.providers.iter() {
+    for (provider_id, provider) in config.providers.iter() {
+        let name = provider_id.name();
         if !provider.is_enabled() {
             report(Level::Ok, name, "disabled");
             continue;

@@ -127,7 +127,7 @@ fn recover_from_crash(app: &App) -> Result<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
-    let recovered = crate::turns::engine::recover_interrupted(app)?;
+    let recovered = crate::turns::recover_interrupted(app)?;
     if recovered > 0 {
         log::warn!("stored {recovered} turn(s) the previous run was interrupted in");
     }

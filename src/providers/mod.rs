@@ -17,8 +17,109 @@ use crate::error::Result;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The supported providers, in display order.
-pub const NAMES: [&str; 3] = ["codex", "gemini", "opencode"];
+/// The agent CLIs Codara drives: a closed set, so an unknown provider cannot be constructed.
+/// Everything that varies between them is answered here, in one table.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// OpenAI's Codex CLI.
+    Codex,
+    /// Google's Gemini CLI.
+    Gemini,
+    /// OpenCode.
+    Opencode,
+}
+
+impl Provider {
+    /// Every provider, in display order.
+    pub const ALL: [Provider; 3] = [Provider::Codex, Provider::Gemini, Provider::Opencode];
+
+    /// The provider's name on the wire, in the config and in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Codex => "codex",
+            Provider::Gemini => "gemini",
+            Provider::Opencode => "opencode",
+        }
+    }
+
+    /// The provider called `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Its binary, default model and model list when the config names none.
+    pub fn defaults(self) -> (&'static str, &'static str, &'static [&'static str]) {
+        match self {
+            Provider::Codex => ("codex", "gpt-5-codex", &["gpt-5-codex", "gpt-5"]),
+            Provider::Gemini => (
+                "gemini",
+                "gemini-2.5-pro",
+                &["gemini-2.5-pro", "gemini-2.5-flash"],
+            ),
+            Provider::Opencode => ("opencode", "opencode/big-pickle", &["opencode/big-pickle"]),
+        }
+    }
+
+    /// The invocation of one turn.
+    pub fn command(self, spec: &RunSpec) -> CommandSpec {
+        match self {
+            Provider::Codex => codex::command(spec),
+            Provider::Gemini => gemini::command(spec),
+            Provider::Opencode => opencode::command(spec),
+        }
+    }
+
+    /// One line of the CLI's output → its events (pure).
+    pub fn parse_line(self, line: &str) -> Vec<TurnEvent> {
+        match self {
+            Provider::Codex => codex::parse_line(line),
+            Provider::Gemini => gemini::parse_line(line),
+            Provider::Opencode => opencode::parse_line(line),
+        }
+    }
+
+    /// Creates the CLI's isolated home with the files it needs.
+    pub fn prepare_home(self, home: &Path) -> std::io::Result<()> {
+        match self {
+            Provider::Codex => codex::prepare_home(home),
+            Provider::Gemini => gemini::prepare_home(home),
+            Provider::Opencode => opencode::prepare_home(home),
+        }
+    }
+
+    /// A short explanation of an exit code, when the CLI documents it.
+    pub fn exit_error(self, code: Option<i32>) -> Option<&'static str> {
+        match self {
+            Provider::Codex => codex::exit_error(code),
+            Provider::Gemini => gemini::exit_error(code),
+            Provider::Opencode => opencode::exit_error(code),
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl rusqlite::types::ToSql for Provider {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.name().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Provider {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Provider::from_name(name).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown provider {name}").into())
+        })
+    }
+}
 
 /// Resolves `binary` (a path, or a name searched on `path_env`) to an executable file.
 pub fn find_binary(binary: &str, path_env: &str) -> Option<PathBuf> {
@@ -91,8 +192,10 @@ pub struct Usage {
     pub cached_tokens: u64,
 }
 
-/// A normalized operation taken from the CLI's own events.
-#[derive(Debug, Clone, PartialEq)]
+/// A normalized operation taken from the CLI's own events. Its serde form (`{"type":
+/// "file_change"|"command"|"tool", …}`) is how turns store it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     /// A file written, patched or deleted by the agent's file tool.
     FileChange {

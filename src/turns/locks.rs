@@ -21,8 +21,19 @@ pub struct Guard<'a> {
 }
 
 impl Locks {
+    /// The lock of a workspace directory: one turn (or revert, reset, delete, project setup) at
+    /// a time in it, so per-turn diffs stay exact.
+    pub fn workspace(&self, dir: &std::path::Path, timeout: Duration) -> Option<Guard<'_>> {
+        self.acquire(&format!("workspace:{}", dir.display()), timeout)
+    }
+
+    /// The lock of a session (its key): one turn at a time per conversation.
+    pub fn session(&self, key: &str, timeout: Duration) -> Option<Guard<'_>> {
+        self.acquire(&format!("session:{key}"), timeout)
+    }
+
     /// Takes `name`, waiting up to `timeout`; `None` when it stayed busy.
-    pub fn acquire(&self, name: &str, timeout: Duration) -> Option<Guard<'_>> {
+    fn acquire(&self, name: &str, timeout: Duration) -> Option<Guard<'_>> {
         let deadline = Instant::now() + timeout;
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         while held.contains(name) {
@@ -96,11 +107,15 @@ mod tests {
     #[test]
     fn second_holder_waits_then_times_out() {
         let locks = Locks::default();
-        let first = locks.acquire("a", Duration::ZERO).unwrap();
-        assert!(locks.acquire("a", Duration::from_millis(50)).is_none());
-        assert!(locks.acquire("b", Duration::ZERO).is_some());
+        let first = locks.session("a", Duration::ZERO).unwrap();
+        assert!(locks.session("a", Duration::from_millis(50)).is_none());
+        assert!(locks.session("b", Duration::ZERO).is_some());
+        // A workspace and a session of the same text are different locks.
+        assert!(locks
+            .workspace(std::path::Path::new("a"), Duration::ZERO)
+            .is_some());
         drop(first);
-        assert!(locks.acquire("a", Duration::ZERO).is_some());
+        assert!(locks.session("a", Duration::ZERO).is_some());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! (`additionalProperties`, `$ref`, `anyOf`, `pattern`, `format`, bounds) is not checked; a node
 //! without `type` accepts any value. Must not do I/O.
 
-use super::engine::OutputFormat;
+use super::OutputFormat;
 use serde_json::Value;
 
 /// Whether codex can enforce `schema` with `--output-schema`. Codex sends it with

@@ -112,14 +112,16 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 /// Checks a default provider name against the supported CLIs; a 400 naming `provider`.
 pub fn validate_provider(provider: &str) -> Result<()> {
-    if crate::providers::NAMES.contains(&provider) {
+    use crate::providers::Provider;
+    if Provider::from_name(provider).is_some() {
         Ok(())
     } else {
+        let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
         Err(Error::bad_param(
             "provider",
             format!(
                 "unknown provider `{provider}`; use one of: {}",
-                crate::providers::NAMES.join(", ")
+                names.join(", ")
             ),
         ))
     }

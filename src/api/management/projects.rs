@@ -70,18 +70,15 @@ pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
     let provider = body.provider.or(body.default_provider);
     let root = &app.config.workspace.root;
     crate::datadir::ensure_private_dir(root)?;
-    let lock_name = match root.canonicalize() {
-        Ok(root) => format!("workspace:{}", root.join(&name).display()),
-        Err(e) => return Err(Error::io(root, e)),
-    };
-    let _guard = app
-        .turn_locks
-        .acquire(&lock_name, LOCK_WAIT)
-        .ok_or_else(|| {
-            Error::Conflict(format!(
-                "a turn is running in {name}; retry when it finishes"
-            ))
-        })?;
+    let dir = root
+        .canonicalize()
+        .map_err(|e| Error::io(root, e))?
+        .join(&name);
+    let _guard = app.turn_locks.workspace(&dir, LOCK_WAIT).ok_or_else(|| {
+        Error::Conflict(format!(
+            "a turn is running in {name}; retry when it finishes"
+        ))
+    })?;
     let info = projects::create(
         root,
         &app.config.host,

@@ -88,11 +88,13 @@ pub fn turn_revert(app: &Arc<App>, request: &Request, principal: &Principal) -> 
     let turn = load_turn(app, request)?;
     let (before, _) = trees(&turn)?;
     let workspace = Path::new(&turn.workspace_path);
-    let lock_name = format!("workspace:{}", workspace.display());
     let timeout = std::time::Duration::from_secs(app.config.workspace.lock_timeout_seconds);
-    let _guard = app.turn_locks.acquire(&lock_name, timeout).ok_or_else(|| {
-        Error::Conflict("a turn is running in this workspace; retry when it finishes".into())
-    })?;
+    let _guard = app
+        .turn_locks
+        .workspace(workspace, timeout)
+        .ok_or_else(|| {
+            Error::Conflict("a turn is running in this workspace; retry when it finishes".into())
+        })?;
     let snapshots = crate::workspace::Snapshots::of(&app.config.storage.data_dir, workspace);
     let replaced = snapshots.restore(&app.config.host, &before)?;
     app.store.write(|tx| {

@@ -179,13 +179,14 @@ fn resolve(app: &App, request: &Request) -> Result<Resolved> {
 
 /// Takes the turn lock of the workspace (the name the turn engine uses), or a 409.
 fn lock<'a>(app: &'a App, resolved: &Resolved) -> Result<crate::turns::locks::Guard<'a>> {
-    let name = format!("workspace:{}", resolved.path.display());
-    app.turn_locks.acquire(&name, LOCK_WAIT).ok_or_else(|| {
-        Error::Conflict(format!(
-            "a turn is running in workspace {}; retry when it finishes",
-            resolved.relative.display()
-        ))
-    })
+    app.turn_locks
+        .workspace(&resolved.path, LOCK_WAIT)
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "a turn is running in workspace {}; retry when it finishes",
+                resolved.relative.display()
+            ))
+        })
 }
 
 fn session_json(session: &store::sessions::Session) -> Value {

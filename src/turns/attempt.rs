@@ -1,0 +1,442 @@
+//! One CLI attempt of a turn: the user's home for the provider (and account), a private temp
+//! dir, the pooled credential for the length of the run, the Landlock confinement, the command;
+//! then the watched run with each event folded into an [`Outcome`] and text streamed to the sink.
+//! Whatever happens, the credential is sealed back (if the CLI refreshed it) and removed, and the
+//! temp dir deleted. Must not decide whether to retry (`retry`) or store anything (`persist`).
+
+use super::{output, OutputFormat, Sink, TurnRequest};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::process;
+use crate::providers::{Action, CommandSpec, Provider, RunSpec, TurnEvent, Usage};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What one attempt sends: the prompt, the CLI session to resume, the attached images.
+#[derive(Debug, Clone)]
+pub(super) struct Attempt {
+    /// The prompt on the CLI's stdin.
+    pub prompt: String,
+    /// The CLI session to resume, if any.
+    pub resume: Option<String>,
+    /// Workspace-relative paths of the images attached to the prompt.
+    pub images: Vec<PathBuf>,
+}
+
+impl Attempt {
+    /// A new CLI session.
+    pub fn fresh(prompt: &str, images: &[PathBuf]) -> Attempt {
+        Attempt {
+            prompt: prompt.to_string(),
+            resume: None,
+            images: images.to_vec(),
+        }
+    }
+
+    /// A resumed CLI session.
+    pub fn resume(cli_session_id: &str, prompt: &str, images: &[PathBuf]) -> Attempt {
+        Attempt {
+            prompt: prompt.to_string(),
+            resume: Some(cli_session_id.to_string()),
+            images: images.to_vec(),
+        }
+    }
+}
+
+/// The schema codex enforces itself (`--output-schema`): a `json_schema` in OpenAI's strict
+/// form. Everything else (free text, `json_object`, other schemas, other CLIs) is `None`.
+pub(super) fn codex_output_schema(request: &TurnRequest) -> Option<&serde_json::Value> {
+    match &request.output {
+        OutputFormat::JsonSchema { schema, .. }
+            if request.provider == Provider::Codex && output::codex_enforces(schema) =>
+        {
+            Some(schema)
+        }
+        _ => None,
+    }
+}
+
+/// What one CLI run produced, folded from its events.
+#[derive(Default)]
+pub(super) struct Outcome {
+    /// The CLI's own session id, from its first report.
+    pub session_id: Option<String>,
+    /// The assistant's text.
+    pub reply: String,
+    /// The text since the last action: the answer after the agent's tool work, without the
+    /// narration before it (what a JSON `response_format` is checked against when the whole
+    /// reply does not parse).
+    pub final_text: String,
+    /// Token usage, summed.
+    pub usage: Usage,
+    /// Normalized actions, paths as clients see them.
+    pub actions: Vec<Action>,
+    /// The last fatal error the CLI reported.
+    pub last_error: Option<String>,
+    /// Non-fatal messages.
+    pub warnings: Vec<String>,
+    /// The CLI reported the end of the turn.
+    pub completed: bool,
+    /// How the process ended.
+    pub process: process::RunOutcome,
+    stall_timeout: u64,
+    turn_timeout: u64,
+    provider: Option<Provider>,
+    /// The gateway could not run the CLI (or record its effects): home, credential, spawn.
+    pub failure: Option<String>,
+}
+
+impl Outcome {
+    /// Anything but a clean, completed run.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+            || self.last_error.is_some()
+            || self.process.stalled
+            || self.process.timed_out
+            || self.process.exit_code != Some(0)
+    }
+
+    /// The failure in a person's words: the CLI's error, else its last warning, else the exit.
+    pub fn error_message(&self) -> String {
+        if let Some(message) = self.failure.as_ref().or(self.last_error.as_ref()) {
+            return message.clone();
+        }
+        // Without an error event, the last warning is usually the real cause (codex stream errors).
+        if let (Some(warning), true) = (self.warnings.last(), self.process.exit_code != Some(0)) {
+            return warning.clone();
+        }
+        if let Some(explained) = self
+            .provider
+            .and_then(|p| p.exit_error(self.process.exit_code))
+        {
+            return format!(
+                "{explained} (exit code {})",
+                self.process.exit_code.unwrap_or_default()
+            );
+        }
+        let tail = self.process.stderr_tail.trim();
+        let last_lines: Vec<&str> = tail.lines().rev().take(5).collect();
+        let tail: String = last_lines.into_iter().rev().collect::<Vec<_>>().join("\n");
+        match (self.process.exit_code, self.process.signal) {
+            (Some(code), _) if tail.is_empty() => format!("the CLI exited with code {code}"),
+            (Some(code), _) => format!("the CLI exited with code {code}: {tail}"),
+            (None, Some(signal)) => format!("the CLI was killed by signal {signal}"),
+            (None, None) => "the CLI ended without a status".to_string(),
+        }
+    }
+
+    /// A failed resume that produced nothing and reads like "no such session".
+    pub fn looks_like_missing_session(&self) -> bool {
+        if !self.failed()
+            || !self.reply.is_empty()
+            || !self.actions.is_empty()
+            || self.process.stalled
+        {
+            return false;
+        }
+        let text = format!("{} {}", self.error_message(), self.process.stderr_tail).to_lowercase();
+        [
+            "no previous session",
+            "not found",
+            "no rollout",
+            "no session",
+            "does not exist",
+            "unknown session",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+    }
+
+    /// The error the client gets, when the run failed.
+    pub fn error(&self, provider: Provider) -> Option<Error> {
+        if let Some(failure) = &self.failure {
+            return Some(Error::Internal(format!("{provider}: {failure}")));
+        }
+        if self.process.stalled {
+            return Some(Error::GatewayTimeout {
+                code: "cli_stalled",
+                message: format!(
+                    "the {provider} CLI produced no output for {} s and was stopped",
+                    self.stall_timeout
+                ),
+            });
+        }
+        if self.process.timed_out {
+            return Some(Error::GatewayTimeout {
+                code: "turn_timeout",
+                message: format!(
+                    "the {provider} turn exceeded {} s and was stopped",
+                    self.turn_timeout
+                ),
+            });
+        }
+        self.failed()
+            .then(|| Error::BadGateway(format!("{provider}: {}", self.error_message())))
+    }
+}
+
+/// One CLI run: the user's home for this provider (and account), a private temp dir, the pooled
+/// credential for the length of the run, the Landlock confinement; then the watched run with
+/// each event folded into the result and text streamed to `sink`. Whatever happens, the
+/// credential is sealed back (if the CLI refreshed it) and removed, and the temp dir deleted.
+pub(super) fn execute(
+    app: &App,
+    request: &TurnRequest,
+    binary: &Path,
+    attempt: &Attempt,
+    account: Option<&crate::store::accounts::Account>,
+    sink: &mut dyn Sink,
+) -> Outcome {
+    let config = app.config.providers.get(request.provider);
+    let mut result = Outcome {
+        stall_timeout: config.stall_timeout(),
+        turn_timeout: config.turn_timeout(),
+        provider: Some(request.provider),
+        ..Outcome::default()
+    };
+    let data_dir = &app.config.storage.data_dir;
+    let home = crate::accounts::home(
+        data_dir,
+        request.provider.name(),
+        account.map(|a| a.id.as_str()),
+        request.owner.id(),
+    );
+    let outcome = (|| -> Result<process::RunOutcome> {
+        let tmp = RunDir::create(data_dir)?;
+        let command = command_for(app, request, binary, attempt, account, &home, &tmp.path)?;
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        let limits = process::Limits {
+            stall: seconds(config.stall_timeout()),
+            turn: seconds(config.turn_timeout()),
+        };
+        let provider = request.provider;
+        let outcome = process::run(&command, limits, &mut |line| {
+            for event in provider.parse_line(line) {
+                fold(&mut result, event, sink);
+            }
+        });
+        for action in &mut result.actions {
+            if let Action::FileChange { path, .. } = action {
+                *path = display_path(path, &request.workspace, &home, &tmp.path);
+            }
+        }
+        outcome
+    })();
+    if let Some(account) = account {
+        if let Err(error) = crate::accounts::sync_back(&app.store, &app.vault, account, &home) {
+            log::error!(
+                "sealing back the credential of account {}: {error}",
+                account.id
+            );
+        }
+        if let Err(error) = crate::accounts::scrub(&home) {
+            log::error!(
+                "removing the credential of account {} from {}: {error}",
+                account.id,
+                home.display()
+            );
+        }
+    }
+    match outcome {
+        Ok(outcome) => result.process = outcome,
+        Err(error) => {
+            log::error!("{} turn could not run: {error}", request.provider);
+            result.failure = Some(format!("the CLI could not be run: {error}"));
+        }
+    }
+    log::info!(
+        "{} turn ran {:.1}s exit={:?} stalled={} events: {} chars, {} actions",
+        request.provider,
+        result.process.duration.as_secs_f64(),
+        result.process.exit_code,
+        result.process.stalled,
+        result.reply.len(),
+        result.actions.len()
+    );
+    for warning in &result.warnings {
+        log::info!("{} warned: {warning}", request.provider);
+    }
+    result
+}
+
+/// Builds the confined command of one attempt (preparing the home and the credential).
+#[allow(clippy::too_many_arguments)] // The parts of one attempt; only `execute` calls this.
+fn command_for(
+    app: &App,
+    request: &TurnRequest,
+    binary: &Path,
+    attempt: &Attempt,
+    account: Option<&crate::store::accounts::Account>,
+    home: &Path,
+    tmp: &Path,
+) -> Result<CommandSpec> {
+    let config = app.config.providers.get(request.provider);
+    crate::datadir::ensure_private_dir(home)?;
+    request
+        .provider
+        .prepare_home(home)
+        .map_err(|e| Error::io(home, e))?;
+    let tmp_text = tmp.display().to_string();
+    // Clock times in CLI messages ("try again at 3:45 PM") are read as UTC by the pool.
+    let mut extra_env = vec![
+        ("TZ".to_string(), "UTC".to_string()),
+        ("TMPDIR".to_string(), tmp_text.clone()),
+        ("TMP".to_string(), tmp_text.clone()),
+        ("TEMP".to_string(), tmp_text),
+    ];
+    if let Some(account) = account {
+        extra_env.extend(crate::accounts::materialize(&app.vault, account, home)?);
+    }
+    extra_env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let output_schema = match codex_output_schema(request) {
+        Some(schema) => {
+            let path = tmp.join("output-schema.json");
+            crate::datadir::write_new_private(&path, schema.to_string().as_bytes())?;
+            Some(path)
+        }
+        None => None,
+    };
+    let confine = app
+        .sandbox
+        .agent(request.provider, &request.workspace, home, tmp);
+    let spec = RunSpec {
+        binary: binary.to_path_buf(),
+        model: request.model.clone(),
+        prompt: attempt.prompt.clone(),
+        resume: attempt.resume.clone(),
+        workspace: request.workspace.clone(),
+        home: home.to_path_buf(),
+        extra_args: config.extra_args.clone(),
+        extra_env,
+        sandbox: if confine.is_some() {
+            crate::config::Sandbox::FullAccess
+        } else {
+            config.sandbox
+        },
+        path_env: app.config.host.path.clone(),
+        images: attempt.images.clone(),
+        confined: confine.is_some(),
+        output_schema,
+    };
+    let mut command = request.provider.command(&spec);
+    command.confine = confine;
+    Ok(command)
+}
+
+/// A path a CLI reported, as clients see it: workspace-relative inside the workspace (like
+/// `modified_files`); `~/…` in the CLI home and `$TMPDIR/…` in the run's temp dir, so no host
+/// layout leaks; anything else unchanged.
+fn display_path(path: &str, workspace: &Path, home: &Path, tmp: &Path) -> String {
+    let reported = std::path::Path::new(path);
+    if reported.is_relative() {
+        return path.to_string();
+    }
+    for (base, prefix) in [(workspace, ""), (home, "~/"), (tmp, "$TMPDIR/")] {
+        if let Ok(rest) = reported.strip_prefix(base) {
+            return format!("{prefix}{}", rest.display());
+        }
+    }
+    path.to_string()
+}
+
+/// Folds one event into the run's result, streaming text to the client as it comes.
+fn fold(result: &mut Outcome, event: TurnEvent, sink: &mut dyn Sink) {
+    match event {
+        TurnEvent::SessionId(id) => {
+            if result.session_id.is_none() {
+                result.session_id = Some(id);
+            }
+        }
+        TurnEvent::Text(text) => {
+            result.reply.push_str(&text);
+            result.final_text.push_str(&text);
+            sink.text(&text);
+        }
+        TurnEvent::Action(action) => {
+            result.final_text.clear();
+            result.actions.push(action);
+        }
+        TurnEvent::Usage(usage) => {
+            result.usage.prompt_tokens += usage.prompt_tokens;
+            result.usage.completion_tokens += usage.completion_tokens;
+            result.usage.cached_tokens += usage.cached_tokens;
+        }
+        TurnEvent::Warning(message) => result.warnings.push(message),
+        TurnEvent::Error(message) => result.last_error = Some(message),
+        TurnEvent::Completed => result.completed = true,
+    }
+}
+
+/// A run's private temp dir under `<data_dir>/run/tmp/` (0700), removed when dropped. The agent's
+/// `TMPDIR`: the host `/tmp` is shared by every tenant and stays closed to it.
+struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    fn create(data_dir: &Path) -> Result<RunDir> {
+        let path = data_dir
+            .join("run")
+            .join("tmp")
+            .join(crate::crypto::random_id("run_"));
+        crate::datadir::ensure_private_dir(&path)?;
+        Ok(RunDir { path })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            log::warn!("removing {}: {error}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_text_is_what_follows_the_last_action() {
+        let mut result = Outcome::default();
+        let mut seen = String::new();
+        let mut sink = |t: &str| seen.push_str(t);
+        let events = [
+            TurnEvent::Text("Let me look. ".into()),
+            TurnEvent::Action(Action::Tool {
+                name: "read".into(),
+                ok: true,
+            }),
+            TurnEvent::Text("{\"a\":".into()),
+            TurnEvent::Text("1}".into()),
+        ];
+        for event in events {
+            fold(&mut result, event, &mut sink);
+        }
+        assert_eq!(result.reply, "Let me look. {\"a\":1}");
+        assert_eq!(result.final_text, "{\"a\":1}");
+        assert_eq!(seen, result.reply);
+    }
+
+    #[test]
+    fn reported_paths_hide_the_host_layout() {
+        let (ws, home, tmp) = (
+            std::path::Path::new("/srv/w/uag_usr_1/ws"),
+            std::path::Path::new("/srv/data/homes/codex/default/uag_usr_1"),
+            std::path::Path::new("/srv/data/run/tmp/run_1"),
+        );
+        for (reported, shown) in [
+            ("/srv/w/uag_usr_1/ws/src/main.rs", "src/main.rs"),
+            ("src/main.rs", "src/main.rs"),
+            (
+                "/srv/data/homes/codex/default/uag_usr_1/notes.md",
+                "~/notes.md",
+            ),
+            ("/srv/data/run/tmp/run_1/scratch.txt", "$TMPDIR/scratch.txt"),
+            ("/srv/w/uag_usr_1/wsx/a", "/srv/w/uag_usr_1/wsx/a"),
+            ("/etc/hosts", "/etc/hosts"),
+        ] {
+            assert_eq!(display_path(reported, ws, home, tmp), shown, "{reported}");
+        }
+    }
+}
