@@ -10,8 +10,6 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::request::Admission;
 use crate::http::{Body, Request, Response};
-use crate::store::users::User;
-use crate::turns::locks::Slot;
 use crate::turns::prompt::Message;
 use crate::turns::{self, OutputFormat, TurnOutcome};
 use serde::Deserialize;
@@ -115,43 +113,14 @@ struct StreamOptions {
 }
 
 /// Admission of the OpenAI plane's turn routes (`POST /v1/chat/completions`, `POST
-/// /v1/responses`), before the body is read: a user key gets [`admit_user`]; operators have no
-/// per-user limits.
+/// /v1/responses`), before the body is read: a user key gets `turns::admit::user`; operators
+/// have no per-user limits.
 pub fn admit(app: &Arc<App>, principal: &Principal) -> Result<Admission> {
     turns::refuse_unconfined(app, principal.is_user_key())?;
     match principal {
-        Principal::User { user, .. } => admit_user(app, user).map(Admission::holding),
+        Principal::User { user, .. } => turns::admit::user(app, user).map(Admission::holding),
         Principal::Operator(_) | Principal::Anonymous => Ok(Admission::default()),
     }
-}
-
-/// A turn slot for `user`, or 429 when their daily token budget is spent or `max_concurrency`
-/// turns are running. Checked before the body is read, so a user at a limit is refused without
-/// uploading anything; the slot is held until the turn ends.
-pub fn admit_user(app: &App, user: &User) -> Result<Slot> {
-    if let Some(budget) = user.daily_token_budget {
-        let today = crate::clock::ymd(crate::clock::now_ms());
-        let spent = app
-            .store
-            .read(|conn| crate::store::usage::tokens_on(conn, &user.id, &today))?;
-        if spent >= budget {
-            return Err(Error::TooManyRequests {
-                message: format!(
-                    "the daily token budget of {budget} is used up ({spent} spent today, UTC)"
-                ),
-                retry_after_secs: 3600,
-            });
-        }
-    }
-    let max = user.max_concurrency.max(1) as usize;
-    app.user_slots
-        .try_acquire(&user.id, max)
-        .ok_or_else(|| Error::TooManyRequests {
-            message: format!(
-                "this user already runs {max} turn(s) at once (max_concurrency); retry when one finishes"
-            ),
-            retry_after_secs: 5,
-        })
 }
 
 /// `POST /v1/chat/completions`: runs one agent turn, as JSON or as Server-Sent Events.

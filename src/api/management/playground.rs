@@ -15,7 +15,7 @@ pub const KEY_ID: &str = "playground";
 /// Admission before the body is read: the Dashboard Admin's budget and turn slot, since the
 /// turn runs as that user.
 pub fn admit(app: &Arc<App>, _principal: &Principal) -> Result<Admission> {
-    crate::api::openai::admit_user(app, &dashboard_admin(app)?).map(Admission::holding)
+    crate::turns::admit::user(app, &dashboard_admin(app)?).map(Admission::holding)
 }
 
 /// Runs the turn as the Dashboard Admin (provisioned at start-up).
