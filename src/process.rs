@@ -380,8 +380,6 @@ pub fn run(
     limits: Limits,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutcome> {
-    use std::os::unix::io::AsRawFd;
-    let started = Instant::now();
     let mut child = spawn(spec, Stdio::piped)?;
     let pgid = child.id() as libc::pid_t;
     feed_stdin(&mut child, spec.stdin.as_ref());
@@ -392,110 +390,23 @@ pub fn run(
         pgid,
         reaped: None,
     };
-    for pipe in [
-        stdout.as_ref().map(|p| p.as_raw_fd()),
-        stderr.as_ref().map(|p| p.as_raw_fd()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        // SAFETY: fcntl on descriptors we own.
-        unsafe {
-            let flags = libc::fcntl(pipe, libc::F_GETFL);
-            libc::fcntl(pipe, libc::F_SETFL, flags | libc::O_NONBLOCK);
-            // A CLI that writes a burst and exits at once (gemini prints a long reply and calls
-            // process.exit) loses whatever did not fit in the pipe: make room for 1 MiB (the
-            // unprivileged maximum); best effort.
-            libc::fcntl(pipe, libc::F_SETPIPE_SZ, PIPE_BYTES);
-        }
+    for pipe in [raw(&stdout), raw(&stderr)].into_iter().flatten() {
+        prepare_pipe(pipe);
     }
-
-    let mut line_buf: Vec<u8> = Vec::new();
-    let mut stderr_tail: Vec<u8> = Vec::new();
-    let mut last_output = Instant::now();
-    let mut exited_at: Option<Instant> = None;
-    let mut killing: Option<(Instant, bool)> = None; // (SIGTERM sent at, stalled?)
-    let mut stalled = false;
-    let mut timed_out = false;
+    let mut watchdog = Watchdog::new(limits);
+    let mut lines = Lines::default();
+    let mut tail = Tail::default();
     let mut chunk = [0u8; 16 * 1024];
-
     while stdout.is_some() || stderr.is_some() {
-        let now = Instant::now();
-        if guard.try_reap().is_some() && exited_at.is_none() {
-            exited_at = Some(now);
-        }
-        if exited_at.is_some_and(|t| now.duration_since(t) > PIPE_GRACE) {
-            guard.signal(libc::SIGKILL);
+        if watchdog.check(&mut guard) == Control::Stop {
             break;
         }
-        match killing {
-            Some((sent, _)) if now.duration_since(sent) > KILL_GRACE => {
-                guard.signal(libc::SIGKILL);
-                break;
-            }
-            Some(_) => {}
-            None => {
-                let silent = limits
-                    .stall
-                    .is_some_and(|s| now.duration_since(last_output) >= s);
-                let overrun = limits
-                    .turn
-                    .is_some_and(|t| now.duration_since(started) >= t);
-                if silent || overrun {
-                    stalled = silent && !overrun;
-                    timed_out = overrun;
-                    guard.signal(libc::SIGTERM);
-                    killing = Some((now, stalled));
-                }
-            }
-        }
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
-        for pipe in [
-            stdout.as_ref().map(|p| p.as_raw_fd()),
-            stderr.as_ref().map(|p| p.as_raw_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            fds.push(libc::pollfd {
-                fd: pipe,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        // Wake at least every 200 ms to check exit, grace periods and deadlines.
-        let mut wait = Duration::from_millis(200);
-        if let Some(stall) = limits.stall {
-            wait = wait.min(stall.saturating_sub(now.duration_since(last_output)));
-        }
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
-        let rc = unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                wait.as_millis().max(1) as libc::c_int,
-            )
-        };
-        if rc < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::io("poll", err));
-        }
+        poll_readable(&[raw(&stdout), raw(&stderr)], watchdog.poll_timeout())?;
         if let Some(pipe) = stdout.as_mut() {
             match read_available(pipe, &mut chunk) {
                 ReadResult::Data(n) => {
-                    last_output = Instant::now();
-                    line_buf.extend_from_slice(&chunk[..n]);
-                    while let Some(pos) = line_buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = line_buf.drain(..=pos).collect();
-                        let text = String::from_utf8_lossy(&line);
-                        let text = text.trim_end_matches(['\n', '\r']);
-                        if !text.is_empty() {
-                            on_line(text);
-                        }
-                    }
+                    watchdog.saw_output();
+                    lines.push(&chunk[..n], on_line);
                 }
                 ReadResult::Eof => stdout = None,
                 ReadResult::Empty => {}
@@ -504,58 +415,239 @@ pub fn run(
         if let Some(pipe) = stderr.as_mut() {
             match read_available(pipe, &mut chunk) {
                 ReadResult::Data(n) => {
-                    last_output = Instant::now();
-                    stderr_tail.extend_from_slice(&chunk[..n]);
-                    if stderr_tail.len() > STDERR_TAIL_BYTES {
-                        let excess = stderr_tail.len() - STDERR_TAIL_BYTES;
-                        stderr_tail.drain(..excess);
-                    }
+                    watchdog.saw_output();
+                    tail.push(&chunk[..n]);
                 }
                 ReadResult::Eof => stderr = None,
                 ReadResult::Empty => {}
             }
         }
     }
-    if !line_buf.is_empty() {
-        let text = String::from_utf8_lossy(&line_buf).trim().to_string();
-        if !text.is_empty() {
-            on_line(&text);
-        }
-    }
-    // Wait for the CLI itself (bounded: it is SIGKILLed if it ignores TERM).
-    let deadline = Instant::now() + KILL_GRACE;
-    let status = loop {
-        if let Some(status) = guard.try_reap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            guard.signal(libc::SIGKILL);
-            break guard.child.wait().ok();
-        }
-        if killing.is_none() && !stalled && !timed_out && exited_at.is_none() {
-            // Pipes closed but the CLI still runs: apply the same limits while waiting.
-            let now = Instant::now();
-            if limits
-                .turn
-                .is_some_and(|t| now.duration_since(started) >= t)
-            {
-                timed_out = true;
-                guard.signal(libc::SIGTERM);
-                killing = Some((now, false));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    guard.reaped = status;
+    lines.finish(on_line);
+    let status = watchdog.wait_for_exit(&mut guard);
     use std::os::unix::process::ExitStatusExt;
     Ok(RunOutcome {
         exit_code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),
-        stalled,
-        timed_out,
-        stderr_tail: String::from_utf8_lossy(&stderr_tail).into_owned(),
-        duration: started.elapsed(),
+        stalled: watchdog.stalled,
+        timed_out: watchdog.timed_out,
+        stderr_tail: tail.text(),
+        duration: watchdog.started.elapsed(),
     })
+}
+
+/// The raw descriptor of a pipe still open.
+fn raw(pipe: &Option<impl std::os::unix::io::AsRawFd>) -> Option<std::os::unix::io::RawFd> {
+    pipe.as_ref().map(|p| p.as_raw_fd())
+}
+
+/// Non-blocking reads, and a 1 MiB pipe: a CLI that writes a burst and exits at once (gemini
+/// prints a long reply and calls process.exit) loses whatever did not fit (best effort; 1 MiB is
+/// the unprivileged maximum).
+fn prepare_pipe(pipe: std::os::unix::io::RawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(pipe, libc::F_GETFL);
+        libc::fcntl(pipe, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        libc::fcntl(pipe, libc::F_SETPIPE_SZ, PIPE_BYTES);
+    }
+}
+
+/// Waits up to `wait` until one of the open pipes is readable (or closed).
+fn poll_readable(pipes: &[Option<std::os::unix::io::RawFd>], wait: Duration) -> Result<()> {
+    let mut fds: Vec<libc::pollfd> = pipes
+        .iter()
+        .flatten()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
+    let rc = unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            wait.as_millis().max(1) as libc::c_int,
+        )
+    };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io("poll", err));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the read loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Continue,
+    Stop,
+}
+
+/// The limits of one run, applied to its process group: silence (stall) and overrun (turn
+/// timeout) get SIGTERM, then SIGKILL after [`KILL_GRACE`]; pipes held open after the CLI
+/// exited get SIGKILL after [`PIPE_GRACE`].
+struct Watchdog {
+    limits: Limits,
+    started: Instant,
+    last_output: Instant,
+    exited_at: Option<Instant>,
+    /// When SIGTERM was sent.
+    terminated_at: Option<Instant>,
+    stalled: bool,
+    timed_out: bool,
+}
+
+impl Watchdog {
+    fn new(limits: Limits) -> Watchdog {
+        let now = Instant::now();
+        Watchdog {
+            limits,
+            started: now,
+            last_output: now,
+            exited_at: None,
+            terminated_at: None,
+            stalled: false,
+            timed_out: false,
+        }
+    }
+
+    fn saw_output(&mut self) {
+        self.last_output = Instant::now();
+    }
+
+    /// Reaps an exited CLI and enforces the limits; `Stop` when the group was killed for good.
+    fn check(&mut self, guard: &mut GroupGuard) -> Control {
+        let now = Instant::now();
+        if guard.try_reap().is_some() && self.exited_at.is_none() {
+            self.exited_at = Some(now);
+        }
+        if self
+            .exited_at
+            .is_some_and(|t| now.duration_since(t) > PIPE_GRACE)
+        {
+            guard.signal(libc::SIGKILL);
+            return Control::Stop;
+        }
+        match self.terminated_at {
+            Some(sent) if now.duration_since(sent) > KILL_GRACE => {
+                guard.signal(libc::SIGKILL);
+                Control::Stop
+            }
+            Some(_) => Control::Continue,
+            None => {
+                let silent = self
+                    .limits
+                    .stall
+                    .is_some_and(|s| now.duration_since(self.last_output) >= s);
+                if silent || self.overrun(now) {
+                    self.timed_out = self.overrun(now);
+                    self.stalled = silent && !self.timed_out;
+                    guard.signal(libc::SIGTERM);
+                    self.terminated_at = Some(now);
+                }
+                Control::Continue
+            }
+        }
+    }
+
+    fn overrun(&self, now: Instant) -> bool {
+        self.limits
+            .turn
+            .is_some_and(|t| now.duration_since(self.started) >= t)
+    }
+
+    /// How long the next poll may sleep: at most 200 ms (to notice exits and deadlines), and
+    /// no later than the stall deadline.
+    fn poll_timeout(&self) -> Duration {
+        let wait = Duration::from_millis(200);
+        match self.limits.stall {
+            Some(stall) => wait.min(stall.saturating_sub(self.last_output.elapsed())),
+            None => wait,
+        }
+    }
+
+    /// After both pipes closed: waits for the CLI itself, still applying the turn timeout, and
+    /// SIGKILLs it after [`KILL_GRACE`] (a CLI that closed its pipes has nothing more to say).
+    fn wait_for_exit(&mut self, guard: &mut GroupGuard) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + KILL_GRACE;
+        let status = loop {
+            if let Some(status) = guard.try_reap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                guard.signal(libc::SIGKILL);
+                break guard.child.wait().ok();
+            }
+            let quiet = self.terminated_at.is_none() && self.exited_at.is_none();
+            if quiet && self.overrun(Instant::now()) {
+                self.timed_out = true;
+                guard.signal(libc::SIGTERM);
+                self.terminated_at = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        guard.reaped = status;
+        status
+    }
+}
+
+/// Splits stdout into lines as bytes arrive (remembering how far it looked, so a long line
+/// arriving in many chunks is scanned once).
+#[derive(Default)]
+struct Lines {
+    buffer: Vec<u8>,
+    scanned: usize,
+}
+
+impl Lines {
+    fn push(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        self.buffer.extend_from_slice(bytes);
+        while let Some(offset) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
+            let end = self.scanned + offset;
+            let text = String::from_utf8_lossy(&self.buffer[..end]);
+            let text = text.trim_end_matches('\r');
+            if !text.is_empty() {
+                on_line(text);
+            }
+            self.buffer.drain(..=end);
+            self.scanned = 0;
+        }
+        self.scanned = self.buffer.len();
+    }
+
+    /// The last line, when the output did not end with a newline.
+    fn finish(&mut self, on_line: &mut dyn FnMut(&str)) {
+        let text = String::from_utf8_lossy(&self.buffer).trim().to_string();
+        if !text.is_empty() {
+            on_line(&text);
+        }
+        self.buffer.clear();
+    }
+}
+
+/// The last [`STDERR_TAIL_BYTES`] of stderr, for error messages.
+#[derive(Default)]
+struct Tail {
+    bytes: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        if self.bytes.len() > STDERR_TAIL_BYTES {
+            let excess = self.bytes.len() - STDERR_TAIL_BYTES;
+            self.bytes.drain(..excess);
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
 }
 
 enum ReadResult {
@@ -594,6 +686,23 @@ mod tests {
         let mut lines = Vec::new();
         let outcome = run(spec, limits, &mut |l| lines.push(l.to_string())).unwrap();
         (outcome, lines)
+    }
+
+    #[test]
+    fn lines_arrive_whole_however_the_bytes_are_cut() {
+        let mut lines = Lines::default();
+        let mut seen = Vec::new();
+        let mut collect = |l: &str| seen.push(l.to_string());
+        for chunk in ["a", "bc\r\nd", "e\n\nf", "gh", "i\n", "tail"] {
+            lines.push(chunk.as_bytes(), &mut collect);
+        }
+        lines.finish(&mut collect);
+        assert_eq!(seen, ["abc", "de", "fghi", "tail"]);
+        let mut tail = Tail::default();
+        tail.push(&vec![b'x'; STDERR_TAIL_BYTES]);
+        tail.push(b"end");
+        assert_eq!(tail.text().len(), STDERR_TAIL_BYTES);
+        assert!(tail.text().ends_with("xend"));
     }
 
     #[test]

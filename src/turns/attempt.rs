@@ -439,4 +439,130 @@ mod tests {
             assert_eq!(display_path(reported, ws, home, tmp), shown, "{reported}");
         }
     }
+
+    /// (how the run ended) → (status, code, part of the message), for the error a client gets.
+    #[test]
+    fn run_endings_become_errors() {
+        struct Case {
+            outcome: Outcome,
+            expected: Option<(u16, &'static str, &'static str)>,
+        }
+        let ended = |exit_code: Option<i32>| Outcome {
+            process: process::RunOutcome {
+                exit_code,
+                ..process::RunOutcome::default()
+            },
+            provider: Some(Provider::Gemini),
+            stall_timeout: 600,
+            turn_timeout: 3600,
+            ..Outcome::default()
+        };
+        let cases = [
+            Case {
+                outcome: ended(Some(0)),
+                expected: None,
+            },
+            Case {
+                outcome: Outcome {
+                    last_error: Some("model refused".into()),
+                    ..ended(Some(1))
+                },
+                expected: Some((502, "provider_error", "gemini: model refused")),
+            },
+            Case {
+                outcome: Outcome {
+                    warnings: vec!["Reconnecting 5/5".into()],
+                    ..ended(Some(1))
+                },
+                expected: Some((502, "provider_error", "Reconnecting 5/5")),
+            },
+            Case {
+                // Gemini documents exit 144 as an API error.
+                outcome: ended(Some(144)),
+                expected: Some((502, "provider_error", "exit code 144")),
+            },
+            Case {
+                outcome: Outcome {
+                    process: process::RunOutcome {
+                        stalled: true,
+                        signal: Some(15),
+                        ..process::RunOutcome::default()
+                    },
+                    ..ended(None)
+                },
+                expected: Some((504, "cli_stalled", "no output for 600 s")),
+            },
+            Case {
+                outcome: Outcome {
+                    process: process::RunOutcome {
+                        timed_out: true,
+                        ..process::RunOutcome::default()
+                    },
+                    ..ended(None)
+                },
+                expected: Some((504, "turn_timeout", "exceeded 3600 s")),
+            },
+            Case {
+                outcome: Outcome {
+                    failure: Some("the CLI could not be run: spawn failed".into()),
+                    ..ended(None)
+                },
+                expected: Some((500, "internal_error", "could not be run")),
+            },
+            Case {
+                outcome: Outcome {
+                    process: process::RunOutcome {
+                        signal: Some(9),
+                        ..process::RunOutcome::default()
+                    },
+                    ..ended(None)
+                },
+                expected: Some((502, "provider_error", "killed by signal 9")),
+            },
+        ];
+        for case in cases {
+            let got = case.outcome.error(Provider::Gemini).map(|e| {
+                let text = e.to_string();
+                (e.status(), e.code(), text)
+            });
+            match (got, case.expected) {
+                (None, None) => {}
+                (Some((status, code, text)), Some((s, c, part))) => {
+                    assert_eq!((status, code), (s, c), "{text}");
+                    assert!(text.contains(part), "{text:?} lacks {part:?}");
+                }
+                (got, expected) => panic!("got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_lost_session_is_a_failed_resume_that_produced_nothing() {
+        let lost = |stderr: &str, reply: &str| Outcome {
+            process: process::RunOutcome {
+                exit_code: Some(1),
+                stderr_tail: stderr.into(),
+                ..process::RunOutcome::default()
+            },
+            reply: reply.into(),
+            ..Outcome::default()
+        };
+        for (stderr, reply, expected) in [
+            (
+                "Error resuming session: No previous sessions found",
+                "",
+                true,
+            ),
+            ("thread 01a2 not found", "", true),
+            ("no rollout found for thread", "", true),
+            ("unexpected status 401", "", false),
+            ("No previous sessions found", "partial answer", false),
+        ] {
+            assert_eq!(
+                lost(stderr, reply).looks_like_missing_session(),
+                expected,
+                "{stderr:?} / {reply:?}"
+            );
+        }
+    }
 }
