@@ -1255,9 +1255,30 @@ fn audit_search(rig: &Rig, query: &str) -> Vec<Value> {
     response.json()["data"].as_array().unwrap().clone()
 }
 
-#[test]
-fn every_mutation_is_audited_and_no_secret_is_stored_or_logged() {
-    let (_mock, mut rig) = mock_rig();
+/// What [`audited_history`] did: the ids and responses its tests check the audit log against.
+struct AuditedHistory {
+    rig: Rig,
+    /// Keeps the mock model alive for the rig's codex.
+    _mock: MockModel,
+    secret_token: String,
+    uid: String,
+    create_request: String,
+    first_key_id: String,
+    op_key_id: String,
+    self_key_id: String,
+    revoke_op: HttpResponse,
+    revoke_self: HttpResponse,
+    update: HttpResponse,
+    delete: HttpResponse,
+    doomed: User,
+}
+
+/// Every kind of user mutation once — by the operator and by the user, a real turn and a
+/// workspace reset, a deleted user — plus a failed duplicate and refused calls that must write
+/// nothing.
+fn audited_history() -> AuditedHistory {
+    let (mock, mut rig) = mock_rig();
+
     // Operator credentials travel in requests on both planes.
     assert_eq!(rig.server.get("/v1/models", Some(SECRET)).status, 200);
     assert_eq!(
@@ -1381,8 +1402,54 @@ fn every_mutation_is_audited_and_no_secret_is_stored_or_logged() {
         403
     );
 
-    // The rows, straight from the table.
+    AuditedHistory {
+        rig,
+        _mock: mock,
+        secret_token,
+        uid,
+        create_request,
+        first_key_id,
+        op_key_id,
+        self_key_id,
+        revoke_op,
+        revoke_self,
+        update,
+        delete,
+        doomed,
+    }
+}
+
+/// The whole audit log as (action → entries).
+fn audit_counts(rig: &Rig) -> BTreeMap<String, i64> {
+    let conn = rig.db();
+    let counts = conn
+        .prepare("SELECT action, COUNT(*) FROM audit_log GROUP BY action")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    counts
+}
+
+#[test]
+fn each_mutation_writes_an_audit_entry_with_actor_target_and_request() {
+    let AuditedHistory {
+        rig,
+        uid,
+        create_request,
+        first_key_id,
+        op_key_id,
+        self_key_id,
+        revoke_op,
+        revoke_self,
+        update,
+        delete,
+        doomed,
+        ..
+    } = audited_history();
     let user_actor = format!("user:{uid}");
+    // The rows, straight from the table.
     let created = audit_rows(&rig, "user.created");
     assert_eq!(
         created.len(),
@@ -1477,21 +1544,14 @@ fn every_mutation_is_audited_and_no_secret_is_stored_or_logged() {
         .as_deref()
         .unwrap()
         .contains("\"sessions_wiped\":1"));
-    // Nothing from the duplicate or the refused calls.
-    let total: i64 = rig
-        .db()
-        .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
-        .unwrap();
+}
+
+#[test]
+fn failed_and_refused_calls_write_no_audit_entry() {
+    let history = audited_history();
+    let rig = history.rig;
     // Exactly these entries: nothing from the duplicate or the refused calls.
-    let conn = rig.db();
-    let counts: BTreeMap<String, i64> = conn
-        .prepare("SELECT action, COUNT(*) FROM audit_log GROUP BY action")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    drop(conn);
+    let counts = audit_counts(&rig);
     let expected: BTreeMap<String, i64> = [
         ("user.created", 3),
         ("user.key.created", 5),
@@ -1508,7 +1568,12 @@ fn every_mutation_is_audited_and_no_secret_is_stored_or_logged() {
     .map(|(a, n)| (a.to_string(), n))
     .collect();
     assert_eq!(counts, expected, "audit entries by action");
-    assert_eq!(total, expected.values().sum::<i64>());
+}
+
+#[test]
+fn audit_states_hold_no_key_hash_raw_key_or_secret() {
+    let history = audited_history();
+    let (rig, secret_token) = (history.rig, history.secret_token);
     // No hash or raw key in any state.
     let states: Vec<String> = rig
         .db()
@@ -1528,7 +1593,15 @@ fn every_mutation_is_audited_and_no_secret_is_stored_or_logged() {
             "{state}"
         );
     }
+}
 
+#[test]
+fn the_audit_api_filters_by_action_actor_target_and_text_and_pages() {
+    let AuditedHistory {
+        rig, uid, doomed, ..
+    } = audited_history();
+    let user_actor = format!("user:{uid}");
+    let total: i64 = audit_counts(&rig).values().sum();
     // The audit API: filters by action (exact and prefix), actor, target, text; pages.
     let entries = audit_search(&rig, "action=user.key.rotated");
     assert_eq!(entries.len(), 2);
@@ -1600,7 +1673,12 @@ fn every_mutation_is_audited_and_no_secret_is_stored_or_logged() {
         "invalid_request",
         Some("since"),
     );
+}
 
+#[test]
+fn no_key_token_or_secret_reaches_disk_logs_or_output() {
+    let history = audited_history();
+    let (rig, secret_token) = (history.rig, history.secret_token);
     // No raw key, access token or operator secret anywhere: database (+ WAL), logs, CLI
     // homes, workspaces, stderr, stdout. The harness sets API_TOKEN, so no secret file.
     assert!(!rig.server.data_dir().join("operator.secret").exists());
