@@ -333,6 +333,38 @@ pub fn scrub(home: &Path) -> Result<()> {
     }
 }
 
+/// Removes the pooled credentials a crashed run left in CLI homes
+/// (`homes/<provider>/<account>/<user>/auth.json`; the `default` homes hold no pooled
+/// credential). Returns how many were removed.
+pub fn scrub_all(data_dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let dirs = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for provider in dirs(&data_dir.join("homes")) {
+        for account in dirs(&provider) {
+            if account.file_name().is_some_and(|n| n == "default") {
+                continue;
+            }
+            for home in dirs(&account) {
+                if home.join("auth.json").exists() {
+                    scrub(&home)?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Largest `auth.json` read back from a home.
 const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
 

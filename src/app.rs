@@ -30,6 +30,8 @@ pub struct App {
     pub user_slots: crate::turns::locks::Slots,
     /// The confinement of agent runs and of git on users' repositories.
     pub sandbox: crate::sandbox::Sandbox,
+    /// The warm agent processes.
+    pub warm: crate::warm::Supervisor,
     /// Start time, epoch ms.
     pub started_at_ms: i64,
     started: Instant,
@@ -58,7 +60,9 @@ impl App {
                 vault.key_id()
             );
         }
+        let warm = crate::warm::Supervisor::new(config.server.max_warm_processes);
         Ok(App {
+            warm,
             config,
             store,
             vault,

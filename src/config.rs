@@ -122,6 +122,9 @@ pub struct ServerConfig {
     /// addresses too. Off by default: a gateway that fetches any URL a client names is a way
     /// into the operator's network (SSRF).
     pub image_fetch_private: bool,
+    /// Warm agent processes kept at once, all providers together; at the cap a new one evicts
+    /// the least recently used idle one, and a turn that finds every one busy runs `exec`.
+    pub max_warm_processes: usize,
 }
 
 impl Default for ServerConfig {
@@ -142,6 +145,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 30,
             public_url: None,
             image_fetch_private: false,
+            max_warm_processes: 4,
         }
     }
 }
@@ -235,6 +239,28 @@ pub enum Sandbox {
     FullAccess,
 }
 
+/// How a provider's turns run: a long-lived process per (user, provider, account) that streams
+/// deltas, or one CLI process per turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// codex `app-server`, gemini `--acp`, opencode `acp`; `exec` when it cannot start.
+    #[default]
+    Warm,
+    /// `codex exec`, `gemini -p`, `opencode run`: a process per turn.
+    Exec,
+}
+
+impl RunMode {
+    /// The mode's name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Warm => "warm",
+            RunMode::Exec => "exec",
+        }
+    }
+}
+
 /// `[providers.<name>]`. Empty strings and lists are filled with the provider's defaults at load.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -261,6 +287,10 @@ pub struct ProviderConfig {
     pub auth_path: Option<PathBuf>,
     /// Accept any `model` for this provider, not only those in `models`.
     pub allow_any_model: bool,
+    /// `warm` (default) or `exec`.
+    pub mode: RunMode,
+    /// Seconds an idle warm process lives (default 600).
+    pub warm_idle_seconds: Option<u64>,
 }
 
 impl ProviderConfig {
@@ -272,6 +302,11 @@ impl ProviderConfig {
     /// The stall timeout in seconds (default 600; 0 = off).
     pub fn stall_timeout(&self) -> u64 {
         self.stall_timeout_seconds.unwrap_or(600)
+    }
+
+    /// Seconds an idle warm process lives (default 600, at least 1).
+    pub fn warm_idle(&self) -> u64 {
+        self.warm_idle_seconds.unwrap_or(600).max(1)
     }
 
     /// The whole-turn timeout in seconds (default 3600; 0 = off).

@@ -144,6 +144,31 @@ pub fn base64_decode(text: &str, alphabet: Base64, padding: Padding) -> Option<V
     Some(out)
 }
 
+/// Encodes `bytes` in `alphabet`: standard with `=` padding (data URLs, inline images), URL-safe
+/// without (workspace ids: one encoding per byte string).
+pub fn base64_encode(bytes: &[u8], alphabet: Base64) -> String {
+    let letters: &[u8; 64] = match alphabet {
+        Base64::Standard => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        Base64::Url => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+    };
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut acc = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            acc |= u32::from(*b) << (16 - 8 * i);
+        }
+        for i in 0..=chunk.len() {
+            out.push(char::from(letters[((acc >> (18 - 6 * i)) & 63) as usize]));
+        }
+        if alphabet == Base64::Standard {
+            for _ in chunk.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// SHA-256 of `data` as lowercase hex: the only form in which tokens and keys are stored.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
@@ -165,6 +190,23 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_base64_is_padded_and_decodes_back() {
+        for (bytes, text) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"\xfb\xff\xfe", "+//+"),
+        ] {
+            assert_eq!(base64_encode(bytes, Base64::Standard), text);
+            assert_eq!(
+                base64_decode(text, Base64::Standard, Padding::Optional).as_deref(),
+                Some(bytes)
+            );
+        }
+    }
 
     #[test]
     fn base62_has_requested_length_and_alphabet() {

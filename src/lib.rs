@@ -27,6 +27,7 @@ pub mod telemetry;
 pub mod turns;
 pub mod users;
 pub mod vault;
+pub mod warm;
 pub mod workspace;
 
 /// This build's version.

@@ -156,7 +156,7 @@ fn unregister(pgid: libc::pid_t) {
 
 /// Spawns `spec` with the given stdout/stderr, registered as a live group.
 #[allow(clippy::disallowed_methods)] // The one sanctioned constructor of child processes.
-fn spawn(spec: &CommandSpec, output: fn() -> Stdio) -> Result<Child> {
+fn spawn(spec: &CommandSpec, output: fn() -> Stdio, keep_stdin: bool) -> Result<Child> {
     let prepared = spec
         .confine
         .as_ref()
@@ -170,7 +170,7 @@ fn spawn(spec: &CommandSpec, output: fn() -> Stdio) -> Result<Child> {
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
-        .stdin(if spec.stdin.is_some() {
+        .stdin(if spec.stdin.is_some() || keep_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -223,7 +223,7 @@ fn feed_stdin(child: &mut Child, input: Option<&String>) {
 /// caller waits on their results, so a finished child is noticed at once (no polling interval).
 pub fn capture(spec: &CommandSpec, timeout: Duration) -> Result<Captured> {
     let program = spec.label();
-    let mut child = spawn(spec, Stdio::piped)?;
+    let mut child = spawn(spec, Stdio::piped, false)?;
     let pid = child.id() as libc::pid_t;
     feed_stdin(&mut child, spec.stdin.as_ref());
     let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
@@ -380,7 +380,7 @@ pub fn run(
     limits: Limits,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutcome> {
-    let mut child = spawn(spec, Stdio::piped)?;
+    let mut child = spawn(spec, Stdio::piped, false)?;
     let pgid = child.id() as libc::pid_t;
     feed_stdin(&mut child, spec.stdin.as_ref());
     let mut stdout = child.stdout.take();
@@ -434,6 +434,112 @@ pub fn run(
         stderr_tail: tail.text(),
         duration: watchdog.started.elapsed(),
     })
+}
+
+/// A long-lived child's handles, given to the thread that talks to it (a warm agent).
+#[derive(Debug)]
+pub struct Resident {
+    /// The child's stdin, open for the child's whole life.
+    pub stdin: std::process::ChildStdin,
+    /// The child's process group (its pid): what [`signal_group`] takes.
+    pub pgid: libc::pid_t,
+}
+
+/// Runs `spec` as a long-lived child: hands its stdin to `started`, then calls `on_line` with
+/// each stdout line until stdout closes, reaps it and returns how it ended. There are no stall
+/// or turn limits here (callers watch their own turns and end the child with
+/// [`signal_group`]); grandchildren holding the pipes after it exits are killed as in [`run`].
+/// Runs on the caller's thread for the child's whole life: `PR_SET_PDEATHSIG` is tied to it.
+pub fn run_resident(
+    spec: &CommandSpec,
+    started: &mut dyn FnMut(Resident),
+    on_line: &mut dyn FnMut(&str),
+) -> Result<RunOutcome> {
+    let mut child = spawn(spec, Stdio::piped, true)?;
+    let pgid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let stdin = child.stdin.take();
+    let mut guard = GroupGuard {
+        child,
+        pgid,
+        reaped: None,
+    };
+    for pipe in [raw(&stdout), raw(&stderr)].into_iter().flatten() {
+        prepare_pipe(pipe);
+    }
+    if let Some(stdin) = stdin {
+        started(Resident { stdin, pgid });
+    }
+    let mut watchdog = Watchdog::new(Limits::default());
+    let mut lines = Lines::default();
+    let mut tail = Tail::default();
+    let mut chunk = [0u8; 16 * 1024];
+    while stdout.is_some() || stderr.is_some() {
+        if watchdog.check(&mut guard) == Control::Stop {
+            break;
+        }
+        poll_readable(&[raw(&stdout), raw(&stderr)], watchdog.poll_timeout())?;
+        if let Some(pipe) = stdout.as_mut() {
+            match read_available(pipe, &mut chunk) {
+                ReadResult::Data(n) => lines.push(&chunk[..n], on_line),
+                ReadResult::Eof => stdout = None,
+                ReadResult::Empty => {}
+            }
+        }
+        if let Some(pipe) = stderr.as_mut() {
+            match read_available(pipe, &mut chunk) {
+                ReadResult::Data(n) => tail.push(&chunk[..n]),
+                ReadResult::Eof => stderr = None,
+                ReadResult::Empty => {}
+            }
+        }
+    }
+    lines.finish(on_line);
+    let status = watchdog.wait_for_exit(&mut guard);
+    use std::os::unix::process::ExitStatusExt;
+    Ok(RunOutcome {
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        stderr_tail: tail.text(),
+        duration: watchdog.started.elapsed(),
+        ..RunOutcome::default()
+    })
+}
+
+/// Sends `signal` to a process group this module started (a [`Resident`]'s `pgid`) while it is
+/// still registered as live: a reaped group's id may already name someone else's.
+pub fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    let live = LIVE_GROUPS
+        .lock()
+        .map(|g| g.contains(&pgid))
+        .unwrap_or(false);
+    if live && pgid > 1 {
+        // SAFETY: signalling a process group we created and have not yet reaped.
+        unsafe { libc::kill(-pgid, signal) };
+    }
+}
+
+/// The resident memory of every process in group `pgid`, bytes (0 when none is left): what a
+/// warm agent costs, wrappers and children included.
+pub fn group_rss(pgid: libc::pid_t) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the `)` closing the command name: state, ppid, pgrp, … rss is field 24.
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            let group: libc::pid_t = fields.get(2)?.parse().ok()?;
+            let pages: u64 = fields.get(21)?.parse().ok()?;
+            (group == pgid).then_some(pages * page)
+        })
+        .sum()
 }
 
 /// The raw descriptor of a pipe still open.

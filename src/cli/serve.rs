@@ -109,7 +109,13 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     }
     let app = Arc::new(app);
     spawn_usage_refresher(&app);
-    crate::http::serve(app, listener)?;
+    let reaper = spawn_warm_reaper(&app);
+    let served = crate::http::serve(Arc::clone(&app), listener);
+    app.warm.shutdown(&app);
+    if let Some(reaper) = reaper {
+        let _ = reaper.join();
+    }
+    served?;
     Ok(0)
 }
 
@@ -127,11 +133,26 @@ fn recover_from_crash(app: &App) -> Result<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
+    let scrubbed = crate::accounts::scrub_all(&app.config.storage.data_dir)?;
+    if scrubbed > 0 {
+        log::warn!("removed {scrubbed} pooled credential(s) the previous run left in CLI homes");
+    }
     let recovered = crate::turns::recover_interrupted(app)?;
     if recovered > 0 {
         log::warn!("stored {recovered} turn(s) the previous run was interrupted in");
     }
     crate::process::use_registry(&groups)
+}
+
+/// Retires idle warm agent processes (`warm_idle_seconds`) until shutdown.
+fn spawn_warm_reaper(app: &Arc<App>) -> Option<std::thread::JoinHandle<()>> {
+    let app = Arc::clone(app);
+    std::thread::Builder::new()
+        .name("warm-reaper".into())
+        .stack_size(128 * 1024)
+        .spawn(move || app.warm.reaper(&app))
+        .inspect_err(|error| log::error!("cannot start the warm reaper: {error}"))
+        .ok()
 }
 
 /// Refreshes account tokens and quota windows every `[accounts].refresh_interval_seconds`.

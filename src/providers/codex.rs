@@ -39,10 +39,7 @@ const SHELL_EXCLUDES: &str = r#"shell_environment_policy.exclude=["*KEY*","*TOKE
 /// `--image=<path>`, one word each: `-i` takes several values and would swallow `resume`. Codex
 /// sends each as an `input_image` (a data URL) in the turn's user message.
 pub fn command(spec: &RunSpec) -> CommandSpec {
-    let sandbox = match spec.sandbox {
-        Sandbox::WorkspaceWrite => "workspace-write",
-        Sandbox::FullAccess => "danger-full-access",
-    };
+    let sandbox = sandbox_name(spec.sandbox);
     let mut args: Vec<String> = vec![
         "exec".into(),
         "--json".into(),
@@ -76,6 +73,39 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
         cwd: spec.workspace.clone(),
         stdin: Some(spec.prompt.clone()),
         confine: None,
+    }
+}
+
+/// `codex app-server` for `spec`: the same `-c` policy and environment as `exec`, JSON-RPC on
+/// stdio. The model, sandbox and working directory are set per thread and turn.
+pub fn warm_command(spec: &RunSpec) -> CommandSpec {
+    let sandbox = sandbox_name(spec.sandbox);
+    let mut args: Vec<String> = vec![
+        "app-server".into(),
+        "-c".into(),
+        r#"approval_policy="never""#.into(),
+        "-c".into(),
+        format!(r#"sandbox_mode="{sandbox}""#),
+        "-c".into(),
+        SHELL_EXCLUDES.into(),
+    ];
+    args.extend(spec.extra_args.iter().cloned());
+    let home = spec.home.display().to_string();
+    CommandSpec {
+        program: spec.binary.clone(),
+        args,
+        env: super::child_env(spec, vec![("CODEX_HOME", home.clone()), ("HOME", home)]),
+        cwd: spec.workspace.clone(),
+        stdin: None,
+        confine: None,
+    }
+}
+
+/// codex's own sandbox, by the name its config and app-server use.
+pub fn sandbox_name(sandbox: Sandbox) -> &'static str {
+    match sandbox {
+        Sandbox::WorkspaceWrite => "workspace-write",
+        Sandbox::FullAccess => "danger-full-access",
     }
 }
 

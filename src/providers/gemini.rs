@@ -70,6 +70,34 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
     }
 }
 
+/// `gemini --acp --yolo` for `spec` (the same environment as a `-p` run): the Agent Client
+/// Protocol on stdio, tools approved (approvals are off; Landlock confines), `-m` the model
+/// new sessions start on.
+pub fn warm_command(spec: &RunSpec) -> CommandSpec {
+    let mut args: Vec<String> = vec!["--acp".into(), "--yolo".into()];
+    if !spec.model.is_empty() {
+        args.extend(["-m".into(), spec.model.clone()]);
+    }
+    args.extend(spec.extra_args.iter().cloned());
+    let home = spec.home.display().to_string();
+    CommandSpec {
+        program: spec.binary.clone(),
+        args,
+        env: super::child_env(
+            spec,
+            vec![
+                ("GEMINI_CLI_HOME", home.clone()),
+                ("HOME", home),
+                ("GEMINI_CLI_TRUST_WORKSPACE", "true".into()),
+                ("GEMINI_CLI_NO_RELAUNCH", "true".into()),
+            ],
+        ),
+        cwd: spec.workspace.clone(),
+        stdin: None,
+        confine: None,
+    }
+}
+
 /// `prompt` followed by the images. Unconfined: one `@<path>` reference each (workspace-relative,
 /// spaces escaped as gemini's `@` syntax wants); gemini inlines each as an `inlineData` part, but
 /// skips a git-ignored file. Confined: gemini 0.61 cannot resolve any `@` reference under

@@ -72,6 +72,17 @@ impl Provider {
         }
     }
 
+    /// The invocation of its long-lived, streaming mode (codex `app-server`, gemini `--acp`,
+    /// opencode `acp`), with the same environment as [`Provider::command`]; `spec.workspace` is
+    /// the owner's whole tree, each session naming its own directory.
+    pub fn warm_command(self, spec: &RunSpec) -> CommandSpec {
+        match self {
+            Provider::Codex => codex::warm_command(spec),
+            Provider::Gemini => gemini::warm_command(spec),
+            Provider::Opencode => opencode::warm_command(spec),
+        }
+    }
+
     /// One line of the CLI's output → its events (pure).
     pub fn parse_line(self, line: &str) -> Vec<TurnEvent> {
         match self {

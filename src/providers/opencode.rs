@@ -77,6 +77,16 @@ pub fn command(spec: &RunSpec) -> CommandSpec {
     }
 }
 
+/// `opencode acp` for `spec` (the same environment as `opencode run`): the Agent Client
+/// Protocol on stdio; the model is set per session.
+pub fn warm_command(spec: &RunSpec) -> CommandSpec {
+    let mut command = command(spec);
+    command.args = vec!["acp".into()];
+    command.args.extend(spec.extra_args.iter().cloned());
+    command.stdin = None;
+    command
+}
+
 /// Creates the isolated home (0700) with its four XDG directories and
 /// `config/opencode/opencode.json`; an existing config file is kept.
 pub fn prepare_home(home: &Path) -> std::io::Result<()> {

@@ -84,6 +84,8 @@ pub(super) struct Outcome {
     provider: Option<Provider>,
     /// The gateway could not run the CLI (or record its effects): home, credential, spawn.
     pub failure: Option<String>,
+    /// The warm process reported that the session to resume does not exist.
+    pub lost_session: bool,
 }
 
 impl Outcome {
@@ -127,6 +129,9 @@ impl Outcome {
 
     /// A failed resume that produced nothing and reads like "no such session".
     pub fn looks_like_missing_session(&self) -> bool {
+        if self.lost_session {
+            return true;
+        }
         if !self.failed()
             || !self.reply.is_empty()
             || !self.actions.is_empty()
@@ -175,10 +180,8 @@ impl Outcome {
     }
 }
 
-/// One CLI run: the user's home for this provider (and account), a private temp dir, the pooled
-/// credential for the length of the run, the Landlock confinement; then the watched run with
-/// each event folded into the result and text streamed to `sink`. Whatever happens, the
-/// credential is sealed back (if the CLI refreshed it) and removed, and the temp dir deleted.
+/// One attempt: through the owner's warm process when the provider is in warm mode and one is
+/// available, else one CLI run. Text is streamed to `sink` as the CLI emits it.
 pub(super) fn execute(
     app: &App,
     request: &TurnRequest,
@@ -188,12 +191,228 @@ pub(super) fn execute(
     sink: &mut dyn Sink,
 ) -> Outcome {
     let config = app.config.providers.get(request.provider);
-    let mut result = Outcome {
+    if config.mode == crate::config::RunMode::Warm {
+        match warm(app, request, binary, attempt, account, sink) {
+            Ok(outcome) => return outcome,
+            Err(reason) => app.warm.note_fallback(request.provider, &reason),
+        }
+    }
+    exec(app, request, binary, attempt, account, sink)
+}
+
+/// An empty outcome with the provider's limits, for the error messages.
+fn outcome_for(app: &App, provider: Provider) -> Outcome {
+    let config = app.config.providers.get(provider);
+    Outcome {
         stall_timeout: config.stall_timeout(),
         turn_timeout: config.turn_timeout(),
-        provider: Some(request.provider),
+        provider: Some(provider),
         ..Outcome::default()
+    }
+}
+
+fn seconds(s: u64) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
+/// The attempt through the warm process of (owner, provider, account). `Err` (why) when the
+/// turn must run exec instead: the workspace lies outside the owner's tree (an operator's
+/// `workspace_root`), no process is available, or a gemini load would erase the session.
+fn warm(
+    app: &App,
+    request: &TurnRequest,
+    binary: &Path,
+    attempt: &Attempt,
+    account: Option<&crate::store::accounts::Account>,
+    sink: &mut dyn Sink,
+) -> std::result::Result<Outcome, String> {
+    let provider = request.provider;
+    let zone = app
+        .config
+        .workspace
+        .root
+        .join(request.owner.id())
+        .canonicalize()
+        .map_err(|e| format!("the owner's tree is unreadable: {e}"))?;
+    if !request.workspace.starts_with(&zone) {
+        return Err("the workspace lies outside the owner's tree".into());
+    }
+    let key = crate::warm::Key {
+        owner: request.owner.id().to_string(),
+        provider,
+        account: account.map(|a| a.id.clone()),
     };
+    let data_dir = &app.config.storage.data_dir;
+    let home = crate::accounts::home(
+        data_dir,
+        provider.name(),
+        account.map(|a| a.id.as_str()),
+        request.owner.id(),
+    );
+    let busy = app.warm.acquire(app, &key, &|| {
+        launch(app, provider, &request.model, binary, account, &home, &zone)
+    })?;
+    let agent = busy.agent();
+    if let (Provider::Gemini, Some(id)) = (provider, attempt.resume.as_deref()) {
+        if !agent.has_session(id)
+            && !crate::warm::acp::load_is_safe(agent.home(), id, crate::clock::now_ms())
+        {
+            return Err(format!(
+                "gemini session {id} was written this minute; loading it now would erase it"
+            ));
+        }
+    }
+    let config = app.config.providers.get(provider);
+    let mut result = outcome_for(app, provider);
+    let images: Vec<PathBuf> = attempt
+        .images
+        .iter()
+        .map(|p| request.workspace.join(p))
+        .collect();
+    let sandbox = if app.sandbox.enforced() {
+        crate::config::Sandbox::FullAccess
+    } else {
+        config.sandbox
+    };
+    let started = std::time::Instant::now();
+    let ending = agent.turn(
+        &crate::warm::Open {
+            resume: attempt.resume.as_deref(),
+            cwd: &request.workspace,
+            model: &request.model,
+            sandbox: crate::providers::codex::sandbox_name(sandbox),
+        },
+        &crate::warm::TurnInput {
+            prompt: &attempt.prompt,
+            images: &images,
+            model: &request.model,
+            output_schema: codex_output_schema(request),
+        },
+        crate::warm::Limits {
+            stall: seconds(config.stall_timeout()),
+            turn: seconds(config.turn_timeout()),
+        },
+        request.client_session_id.is_none(),
+        &mut |event| fold(&mut result, event, sink),
+    );
+    result.process.duration = started.elapsed();
+    match ending {
+        crate::warm::Ending::Ended => result.process.exit_code = Some(0),
+        crate::warm::Ending::Stalled => result.process.stalled = true,
+        crate::warm::Ending::TimedOut => result.process.timed_out = true,
+        crate::warm::Ending::LostSession(message) => {
+            result.lost_session = true;
+            result.last_error = Some(message);
+        }
+        crate::warm::Ending::Died(message) | crate::warm::Ending::Refused(message) => {
+            result.last_error = Some(message)
+        }
+    }
+    for action in &mut result.actions {
+        if let Action::FileChange { path, .. } = action {
+            *path = display_path(path, &request.workspace, agent.home(), agent.tmp());
+        }
+    }
+    if let Some(account) = account {
+        // The CLI may have refreshed its token during the turn; other processes need it.
+        if let Err(error) =
+            crate::accounts::sync_back(&app.store, &app.vault, account, agent.home())
+        {
+            log::error!(
+                "sealing back the credential of account {}: {error}",
+                account.id
+            );
+        }
+    }
+    let dead = !agent.alive();
+    drop(busy);
+    if dead {
+        app.warm.forget_dead(app, &key);
+    }
+    log::info!(
+        "{provider} warm turn ran {:.3}s: {} chars, {} actions, failed={}",
+        result.process.duration.as_secs_f64(),
+        result.reply.len(),
+        result.actions.len(),
+        result.failed()
+    );
+    Ok(result)
+}
+
+/// Prepares a warm process of `provider`: the home with the credential, a temp dir kept for its
+/// life, and the command confined to the owner's tree `zone`, that home and that temp dir.
+fn launch(
+    app: &App,
+    provider: Provider,
+    model: &str,
+    binary: &Path,
+    account: Option<&crate::store::accounts::Account>,
+    home: &Path,
+    zone: &Path,
+) -> Result<crate::warm::Launch> {
+    let tmp = app
+        .config
+        .storage
+        .data_dir
+        .join("run")
+        .join("tmp")
+        .join(crate::crypto::random_id("warm_"));
+    crate::datadir::ensure_private_dir(&tmp)?;
+    let prepared = (|| {
+        let extra_env = environment(app, provider, account, home, &tmp)?;
+        let confine = app.sandbox.agent(provider, zone, home, &tmp);
+        let config = app.config.providers.get(provider);
+        let spec = RunSpec {
+            binary: binary.to_path_buf(),
+            model: model.to_string(),
+            prompt: String::new(),
+            resume: None,
+            workspace: zone.to_path_buf(),
+            home: home.to_path_buf(),
+            extra_args: config.extra_args.clone(),
+            extra_env,
+            sandbox: if confine.is_some() {
+                crate::config::Sandbox::FullAccess
+            } else {
+                config.sandbox
+            },
+            path_env: app.config.host.path.clone(),
+            images: Vec::new(),
+            confined: confine.is_some(),
+            output_schema: None,
+        };
+        let mut command = provider.warm_command(&spec);
+        command.confine = confine;
+        Ok(command)
+    })();
+    match prepared {
+        Ok(command) => Ok(crate::warm::Launch {
+            command,
+            home: home.to_path_buf(),
+            tmp,
+            account: account.cloned(),
+        }),
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(error)
+        }
+    }
+}
+
+/// One CLI run: the user's home for this provider (and account), a private temp dir, the pooled
+/// credential for the length of the run, the Landlock confinement; then the watched run with
+/// each event folded into the result and text streamed to `sink`. Whatever happens, the
+/// credential is sealed back (if the CLI refreshed it) and removed, and the temp dir deleted.
+fn exec(
+    app: &App,
+    request: &TurnRequest,
+    binary: &Path,
+    attempt: &Attempt,
+    account: Option<&crate::store::accounts::Account>,
+    sink: &mut dyn Sink,
+) -> Outcome {
+    let config = app.config.providers.get(request.provider);
+    let mut result = outcome_for(app, request.provider);
     let data_dir = &app.config.storage.data_dir;
     let home = crate::accounts::home(
         data_dir,
@@ -204,7 +423,6 @@ pub(super) fn execute(
     let outcome = (|| -> Result<process::RunOutcome> {
         let tmp = RunDir::create(data_dir)?;
         let command = command_for(app, request, binary, attempt, account, &home, &tmp.path)?;
-        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         let limits = process::Limits {
             stall: seconds(config.stall_timeout()),
             turn: seconds(config.turn_timeout()),
@@ -229,12 +447,15 @@ pub(super) fn execute(
                 account.id
             );
         }
-        if let Err(error) = crate::accounts::scrub(&home) {
-            log::error!(
-                "removing the credential of account {} from {}: {error}",
-                account.id,
-                home.display()
-            );
+        // A warm process of the same home keeps its credential until it is retired.
+        if !app.warm.holds_home(&home) {
+            if let Err(error) = crate::accounts::scrub(&home) {
+                log::error!(
+                    "removing the credential of account {} from {}: {error}",
+                    account.id,
+                    home.display()
+                );
+            }
         }
     }
     match outcome {
@@ -259,8 +480,37 @@ pub(super) fn execute(
     result
 }
 
+/// The environment of a CLI process beyond its home variables: UTC, the private temp dir, the
+/// account's credential (written into the home), then `[providers.<p>].env`.
+fn environment(
+    app: &App,
+    provider: Provider,
+    account: Option<&crate::store::accounts::Account>,
+    home: &Path,
+    tmp: &Path,
+) -> Result<Vec<(String, String)>> {
+    crate::datadir::ensure_private_dir(home)?;
+    provider
+        .prepare_home(home)
+        .map_err(|e| Error::io(home, e))?;
+    let tmp_text = tmp.display().to_string();
+    // Clock times in CLI messages ("try again at 3:45 PM") are read as UTC by the pool.
+    let mut env = vec![
+        ("TZ".to_string(), "UTC".to_string()),
+        ("TMPDIR".to_string(), tmp_text.clone()),
+        ("TMP".to_string(), tmp_text.clone()),
+        ("TEMP".to_string(), tmp_text),
+    ];
+    if let Some(account) = account {
+        env.extend(crate::accounts::materialize(&app.vault, account, home)?);
+    }
+    let config = app.config.providers.get(provider);
+    env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(env)
+}
+
 /// Builds the confined command of one attempt (preparing the home and the credential).
-#[allow(clippy::too_many_arguments)] // The parts of one attempt; only `execute` calls this.
+#[allow(clippy::too_many_arguments)] // The parts of one attempt; only `exec` calls this.
 fn command_for(
     app: &App,
     request: &TurnRequest,
@@ -271,23 +521,7 @@ fn command_for(
     tmp: &Path,
 ) -> Result<CommandSpec> {
     let config = app.config.providers.get(request.provider);
-    crate::datadir::ensure_private_dir(home)?;
-    request
-        .provider
-        .prepare_home(home)
-        .map_err(|e| Error::io(home, e))?;
-    let tmp_text = tmp.display().to_string();
-    // Clock times in CLI messages ("try again at 3:45 PM") are read as UTC by the pool.
-    let mut extra_env = vec![
-        ("TZ".to_string(), "UTC".to_string()),
-        ("TMPDIR".to_string(), tmp_text.clone()),
-        ("TMP".to_string(), tmp_text.clone()),
-        ("TEMP".to_string(), tmp_text),
-    ];
-    if let Some(account) = account {
-        extra_env.extend(crate::accounts::materialize(&app.vault, account, home)?);
-    }
-    extra_env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let extra_env = environment(app, request.provider, account, home, tmp)?;
     let output_schema = match codex_output_schema(request) {
         Some(schema) => {
             let path = tmp.join("output-schema.json");

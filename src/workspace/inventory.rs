@@ -33,21 +33,9 @@ const MAX_ID_CHARS: usize = 4096;
 /// and can be huge.
 const HEAVY_DIRS: &[&str] = &["node_modules", "target", "__pycache__", "venv", "vendor"];
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// Encodes `bytes` as base64url without padding.
 pub fn base64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut acc = 0u32;
-        for (i, b) in chunk.iter().enumerate() {
-            acc |= u32::from(*b) << (16 - 8 * i);
-        }
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((acc >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
+    crate::crypto::base64_encode(bytes, crate::crypto::Base64::Url)
 }
 
 /// Decodes base64url without padding; `None` on any other character, an impossible length or

@@ -131,7 +131,7 @@ fn codex_toml(mock: &MockModel) -> String {
         .collect();
     format!(
         "[workspace]\nlock_timeout_seconds = 30\n\n\
-         [providers.codex]\nbinary = {}\ndefault_model = {}\nmodels = [{}]\nextra_args = [{}]\n",
+         [providers.codex]\nwarm_idle_seconds = 1\nbinary = {}\ndefault_model = {}\nmodels = [{}]\nextra_args = [{}]\n",
         quote(&clis_bin().join("codex").display().to_string()),
         quote(CODEX_MODEL),
         quote(CODEX_MODEL),
@@ -1400,7 +1400,8 @@ fn credentials_are_on_disk_only_in_the_per_account_auth_json() {
         "mode of auth.json, of its home, matching keys"
     );
     std::fs::remove_file(workspace.join("probe.txt")).unwrap();
-    // After each run it is gone: the vault holds the only copy.
+    // Once its warm process is retired it is gone: the vault holds the only copy.
+    rig.server.wait_for_no_warm_processes(&rig.token);
     let homes = rig.server.data_dir().join("homes/codex");
     for id in ["d1", "d2"] {
         let home = homes.join(id).join("operator");
@@ -1526,7 +1527,10 @@ fn the_host_codex_home_is_never_touched() {
         |mock, fake| {
             format!(
                 "{}\n[workspace]\nlock_timeout_seconds = 30\n\n{}",
-                mock.codara_toml(&clis_bin()),
+                mock.codara_toml(&clis_bin()).replace(
+                    "[providers.codex]\n",
+                    "[providers.codex]\nwarm_idle_seconds = 1\n"
+                ),
                 fake.accounts_toml()
             )
         },
@@ -1544,7 +1548,8 @@ fn the_host_codex_home_is_never_touched() {
     let login = oauth_login("host", "host@example.com", 86_400);
     rig.add_ok("h2", "OAUTH_SESSION", login.auth_json.clone());
     rig.chat_ok(Some("host-2"), &[user("a turn on a pool account")]);
-    // The run used h1's home, and left no credential behind.
+    // The run used h1's home, and left no credential behind once its process was retired.
+    rig.server.wait_for_no_warm_processes(&rig.token);
     let h1 = rig.server.data_dir().join("homes/codex/h1/operator");
     assert!(h1.is_dir());
     assert!(!h1.join("auth.json").exists());

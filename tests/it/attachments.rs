@@ -26,11 +26,22 @@ struct Rig {
     token: String,
 }
 
+/// A rig; `extra_toml` goes first, and a line `mode = "exec"` in it applies to every provider.
 fn rig(extra_toml: &str) -> Rig {
     let mock = MockModel::start();
+    let exec = "mode = \"exec\"\n";
+    let mut providers = mock.codara_toml(&clis_bin());
+    if extra_toml.contains(exec) {
+        for p in ["codex", "gemini", "opencode"] {
+            providers = providers.replace(
+                &format!("[providers.{p}]\n"),
+                &format!("[providers.{p}]\n{exec}"),
+            );
+        }
+    }
     let toml = format!(
-        "{extra_toml}\n{}\n[workspace]\nlock_timeout_seconds = 30\n",
-        mock.codara_toml(&clis_bin())
+        "{}\n{providers}\n[workspace]\nlock_timeout_seconds = 30\n",
+        extra_toml.replace(exec, "")
     );
     let server = support::server().toml(&toml).start();
     let token = server.login();
@@ -189,11 +200,20 @@ fn an_image_reaches_opencode_as_an_image_url_part() {
 }
 
 #[test]
-fn an_image_reaches_confined_gemini_through_its_read_file_tool() {
-    // Under Landlock gemini cannot resolve `@` references, so the prompt names the attachment
-    // and the model reads it (here the mock, told to): the tool result carries `inlineData`.
+fn an_image_reaches_warm_gemini_inline() {
+    // Warm (ACP): the image goes in the prompt as an `image` block, no file reference needed.
+    let rig = image_reaches_the_model("gemini", "", "what is this?", "\"inlineData\"");
+    let first = rig.model_requests().into_iter().next().unwrap();
+    assert!(!first.contains("Attached image(s)"), "{first}");
+}
+
+#[test]
+fn an_image_reaches_confined_exec_gemini_through_its_read_file_tool() {
+    // Under Landlock gemini -p cannot resolve `@` references, so the prompt names the
+    // attachment and the model reads it (here the mock, told to): the tool result carries
+    // `inlineData`.
     let read = directive(json!({"read": attachment(PNG), "final": "a red pixel"}));
-    let rig = image_reaches_the_model("gemini", "", &read, "\"inlineData\"");
+    let rig = image_reaches_the_model("gemini", "mode = \"exec\"\n", &read, "\"inlineData\"");
     let first = rig.model_requests().into_iter().next().unwrap();
     assert!(
         first.contains(&format!(
@@ -205,11 +225,11 @@ fn an_image_reaches_confined_gemini_through_its_read_file_tool() {
 }
 
 #[test]
-fn an_image_reaches_unconfined_gemini_as_an_at_reference() {
-    // Without the sandbox, gemini inlines `@<path>` itself: no tool call needed.
+fn an_image_reaches_unconfined_exec_gemini_as_an_at_reference() {
+    // Without the sandbox, gemini -p inlines `@<path>` itself: no tool call needed.
     let rig = image_reaches_the_model(
         "gemini",
-        "[sandbox]\nmode = \"off\"\n",
+        "mode = \"exec\"\n[sandbox]\nmode = \"off\"\n",
         "what is this?",
         "\"inlineData\"",
     );

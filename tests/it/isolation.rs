@@ -386,10 +386,17 @@ fn pooled_credentials_exist_only_during_a_run_and_never_reach_the_shell() {
         home.is_dir(),
         "the run used the user's own home on the account"
     );
-    assert!(
-        !home.join("auth.json").exists(),
-        "the credential was removed after the run"
+    // While the user's warm process lives, the credential is in that home only, 0600.
+    let auth = home.join("auth.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
     );
+    // Retired with the process (here: at a clean stop).
+    let Rig { server, .. } = rig;
+    let (_dir, _keep) = server.stop_keep_dir();
+    assert!(!auth.exists(), "the credential outlived its process");
 }
 
 #[test]

@@ -20,4 +20,5 @@ mod storage;
 mod turns;
 mod users;
 mod vault;
+mod warm;
 mod workspaces;

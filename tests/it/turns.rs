@@ -16,10 +16,37 @@ struct Rig {
 }
 
 fn rig(extra_toml: &str) -> Rig {
+    rig_in(Mode::Warm, extra_toml)
+}
+
+/// How the providers run their turns (`[providers.<p>].mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Warm,
+    Exec,
+}
+
+/// The mock's provider blocks in `mode`, each with `settings` (`key = value` lines) added.
+fn provider_toml(mock: &MockModel, mode: Mode, settings: &str) -> String {
+    let mode = match mode {
+        Mode::Warm => "warm",
+        Mode::Exec => "exec",
+    };
+    let mut toml = mock.codara_toml(&clis_bin());
+    for provider in ["codex", "gemini", "opencode"] {
+        toml = toml.replace(
+            &format!("[providers.{provider}]\n"),
+            &format!("[providers.{provider}]\nmode = \"{mode}\"\n{settings}\n"),
+        );
+    }
+    toml
+}
+
+fn rig_in(mode: Mode, extra_toml: &str) -> Rig {
     let mock = MockModel::start();
     let toml = format!(
         "{}\n[workspace]\nlock_timeout_seconds = 30\n{extra_toml}",
-        mock.codara_toml(&clis_bin())
+        provider_toml(&mock, mode, "")
     );
     let server = support::server().toml(&toml).start();
     let token = server.login();
@@ -90,8 +117,8 @@ fn reply(response: &Value) -> String {
         .to_string()
 }
 
-fn first_and_resume(provider: &str) {
-    let rig = rig("");
+fn first_and_resume(provider: &str, mode: Mode) {
+    let rig = rig_in(mode, "");
     let first = rig.ok(provider, Some("conv-1"), &[user("first question alpha")]);
     let first_reply = reply(&first);
     assert!(first_reply.contains("MOCK_REPLY"), "{provider}: {first}");
@@ -144,8 +171,8 @@ fn first_and_resume(provider: &str) {
     }
 }
 
-fn file_write_diff_and_revert(provider: &str) {
-    let rig = rig("");
+fn file_write_diff_and_revert(provider: &str, mode: Mode) {
+    let rig = rig_in(mode, "");
     let prompt =
         directive(json!({"write": {"path": "hello.txt", "content": "hello from the agent\n"}}));
     let response = rig.ok(provider, Some("w"), &[user(&prompt)]);
@@ -235,12 +262,12 @@ fn api_error_is_502(provider: &str) {
     );
 }
 
-fn stall_is_504_without_leftovers(provider: &str) {
+/// A silent model: the turn is a 504 after the stall timeout. Exec: the CLI's whole process
+/// group is gone. Warm: the turn was interrupted, no process is left in the workspace, and the
+/// process goes on serving the session.
+fn stall_is_504_without_leftovers(provider: &str, mode: Mode) {
     let mock = MockModel::start();
-    let toml = mock.codara_toml(&clis_bin()).replace(
-        &format!("[providers.{provider}]\n"),
-        &format!("[providers.{provider}]\nstall_timeout_seconds = 3\n"),
-    );
+    let toml = provider_toml(&mock, mode, "stall_timeout_seconds = 3");
     let server = support::server().toml(&toml).start();
     let token = server.login();
     let rig = Rig {
@@ -258,9 +285,11 @@ fn stall_is_504_without_leftovers(provider: &str) {
         "{:?}",
         started.elapsed()
     );
-    // No process is left with its working directory in this server's workspaces.
+    // No process is left with its working directory in this server's workspaces (warm: but the
+    // agent itself, whose directory is the owner's tree).
     let root = rig.server.dir.join("workspaces");
     let root = root.canonicalize().unwrap_or(root);
+    let agent_dir = root.join("operator");
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -270,9 +299,30 @@ fn stall_is_504_without_leftovers(provider: &str) {
                 .map(|cwd| (e.file_name(), cwd))
         })
         .filter(|(_, cwd)| cwd.starts_with(&root))
+        .filter(|(_, cwd)| mode == Mode::Exec || cwd != &agent_dir)
         .map(|(pid, cwd)| format!("{pid:?} in {}", cwd.display()))
         .collect();
     assert!(leftovers.is_empty(), "leftover processes: {leftovers:?}");
+    if mode == Mode::Warm {
+        // The interrupted process goes on serving: the next turn runs there.
+        let next = rig.chat(
+            provider,
+            Some("after-stall"),
+            &[user("still there?")],
+            json!({}),
+        );
+        assert_eq!(next.status, 200, "{provider}: {}", next.text());
+        let overview = rig
+            .server
+            .get("/management/v1/overview", Some(&rig.token))
+            .json();
+        let processes = overview["data"]["warm"]["processes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(processes.len(), 1, "{processes:?}");
+        assert_eq!(processes[0]["turns"], 2, "{processes:?}");
+    }
 }
 
 /// Reads an SSE response, returning each `data:` payload with the time it arrived.
@@ -319,8 +369,8 @@ fn read_sse(rig: &Rig, provider: &str, prompt: &str) -> (Vec<(Instant, String)>,
     (frames, String::from_utf8_lossy(&raw).into_owned())
 }
 
-fn streaming_is_incremental(provider: &str) {
-    let rig = rig("");
+fn streaming_is_incremental(provider: &str, mode: Mode) {
+    let rig = rig_in(mode, "");
     // The mock waits 2 s before answering, then streams the reply in 3 deltas 700 ms apart.
     let prompt = directive(
         json!({"reply": "one two three four five six", "delay": 2, "chunk_delay_ms": 700, "chunks": 3}),
@@ -354,8 +404,8 @@ fn streaming_is_incremental(provider: &str) {
         first_content >= first_frame + Duration::from_millis(1500),
         "{provider}: first frame {first_frame:?}, content {first_content:?}"
     );
-    if provider == "gemini" {
-        // Only gemini reports text deltas; codex and opencode emit whole messages.
+    if provider == "gemini" || mode == Mode::Warm {
+        // Exec: only gemini reports text deltas; codex and opencode emit whole messages.
         assert!(contents.len() >= 2, "{provider}: {raw}");
         let spread = contents.last().unwrap().0.duration_since(contents[0].0);
         assert!(
@@ -428,11 +478,21 @@ fn concurrent_turns_on_one_session(provider: &str) {
 
 #[test]
 fn codex_first_and_resume() {
-    first_and_resume("codex");
+    first_and_resume("codex", Mode::Warm);
+}
+
+#[test]
+fn codex_exec_first_and_resume() {
+    first_and_resume("codex", Mode::Exec);
 }
 #[test]
 fn codex_file_write_diff_and_revert() {
-    file_write_diff_and_revert("codex");
+    file_write_diff_and_revert("codex", Mode::Warm);
+}
+
+#[test]
+fn codex_exec_file_write_diff_and_revert() {
+    file_write_diff_and_revert("codex", Mode::Exec);
 }
 #[test]
 fn codex_shell_edit() {
@@ -444,11 +504,21 @@ fn codex_api_error_is_502() {
 }
 #[test]
 fn codex_stall_is_504() {
-    stall_is_504_without_leftovers("codex");
+    stall_is_504_without_leftovers("codex", Mode::Warm);
+}
+
+#[test]
+fn codex_exec_stall_is_504() {
+    stall_is_504_without_leftovers("codex", Mode::Exec);
 }
 #[test]
 fn codex_streaming_is_incremental() {
-    streaming_is_incremental("codex");
+    streaming_is_incremental("codex", Mode::Warm);
+}
+
+#[test]
+fn codex_exec_streaming_is_incremental() {
+    streaming_is_incremental("codex", Mode::Exec);
 }
 #[test]
 fn codex_diverged_history_starts_fresh() {
@@ -460,11 +530,21 @@ fn codex_concurrent_turns_on_one_session() {
 }
 #[test]
 fn gemini_first_and_resume() {
-    first_and_resume("gemini");
+    first_and_resume("gemini", Mode::Warm);
+}
+
+#[test]
+fn gemini_exec_first_and_resume() {
+    first_and_resume("gemini", Mode::Exec);
 }
 #[test]
 fn gemini_file_write_diff_and_revert() {
-    file_write_diff_and_revert("gemini");
+    file_write_diff_and_revert("gemini", Mode::Warm);
+}
+
+#[test]
+fn gemini_exec_file_write_diff_and_revert() {
+    file_write_diff_and_revert("gemini", Mode::Exec);
 }
 #[test]
 fn gemini_shell_edit() {
@@ -476,11 +556,21 @@ fn gemini_api_error_is_502() {
 }
 #[test]
 fn gemini_stall_is_504() {
-    stall_is_504_without_leftovers("gemini");
+    stall_is_504_without_leftovers("gemini", Mode::Warm);
+}
+
+#[test]
+fn gemini_exec_stall_is_504() {
+    stall_is_504_without_leftovers("gemini", Mode::Exec);
 }
 #[test]
 fn gemini_streaming_is_incremental() {
-    streaming_is_incremental("gemini");
+    streaming_is_incremental("gemini", Mode::Warm);
+}
+
+#[test]
+fn gemini_exec_streaming_is_incremental() {
+    streaming_is_incremental("gemini", Mode::Exec);
 }
 #[test]
 fn gemini_diverged_history_starts_fresh() {
@@ -492,11 +582,21 @@ fn gemini_concurrent_turns_on_one_session() {
 }
 #[test]
 fn opencode_first_and_resume() {
-    first_and_resume("opencode");
+    first_and_resume("opencode", Mode::Warm);
+}
+
+#[test]
+fn opencode_exec_first_and_resume() {
+    first_and_resume("opencode", Mode::Exec);
 }
 #[test]
 fn opencode_file_write_diff_and_revert() {
-    file_write_diff_and_revert("opencode");
+    file_write_diff_and_revert("opencode", Mode::Warm);
+}
+
+#[test]
+fn opencode_exec_file_write_diff_and_revert() {
+    file_write_diff_and_revert("opencode", Mode::Exec);
 }
 #[test]
 fn opencode_shell_edit() {
@@ -508,11 +608,21 @@ fn opencode_api_error_is_502() {
 }
 #[test]
 fn opencode_stall_is_504() {
-    stall_is_504_without_leftovers("opencode");
+    stall_is_504_without_leftovers("opencode", Mode::Warm);
+}
+
+#[test]
+fn opencode_exec_stall_is_504() {
+    stall_is_504_without_leftovers("opencode", Mode::Exec);
 }
 #[test]
 fn opencode_streaming_is_incremental() {
-    streaming_is_incremental("opencode");
+    streaming_is_incremental("opencode", Mode::Warm);
+}
+
+#[test]
+fn opencode_exec_streaming_is_incremental() {
+    streaming_is_incremental("opencode", Mode::Exec);
 }
 #[test]
 fn opencode_diverged_history_starts_fresh() {
@@ -556,8 +666,40 @@ fn missing_cli_is_503_and_bad_fields_are_400() {
 
 #[test]
 fn a_lost_cli_session_falls_back_to_a_fresh_one_with_the_transcript() {
-    let rig = rig("");
+    lost_cli_session(Mode::Exec);
+}
+
+/// Warm: the process that held the thread was retired, and its rollout is gone: `thread/resume`
+/// fails and the turn starts a fresh thread with the transcript.
+#[test]
+fn a_lost_warm_session_falls_back_to_a_fresh_one_with_the_transcript() {
+    lost_cli_session(Mode::Warm);
+}
+
+fn lost_cli_session(mode: Mode) {
+    let rig = rig_in(mode, "");
     let first = rig.ok("codex", Some("lost"), &[user("remember the word zebra")]);
+    if mode == Mode::Exec {
+        return lost_after(rig, first, None);
+    }
+    // The thread lives in the warm process; only a new process looks for it on disk.
+    let Rig { mock, server, .. } = rig;
+    let toml = std::fs::read_to_string(server.dir.join("codara.toml")).unwrap();
+    let (dir, keep) = server.stop_keep_dir();
+    let server = support::server().dir(&dir).toml(&toml).start();
+    let token = server.login();
+    lost_after(
+        Rig {
+            mock,
+            server,
+            token,
+        },
+        first,
+        keep,
+    );
+}
+
+fn lost_after(rig: Rig, first: Value, _keep: Option<support::TempDir>) {
     let session_id = first["session_id"].as_str().unwrap().to_string();
     // Codex keeps its sessions as rollout files in its home; lose them.
     let sessions_dir = rig

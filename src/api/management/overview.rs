@@ -10,6 +10,14 @@ use std::sync::Arc;
 /// What the operator should act on, one sentence each.
 fn warnings(app: &App) -> Vec<String> {
     let mut warnings = Vec::new();
+    for (provider, fallbacks) in app.warm.status().1 {
+        if let Some(reason) = fallbacks.last_reason {
+            warnings.push(format!(
+                "{provider} turns ran exec instead of the warm process {} time(s); last: {reason}",
+                fallbacks.count
+            ));
+        }
+    }
     if !app.sandbox.enforced() {
         warnings.push(format!(
             "agent runs are not confined ({}); an agent can read the vault key, the database and \
@@ -31,6 +39,7 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
     let database_bytes = std::fs::metadata(app.store.path())
         .map(|m| m.len())
         .unwrap_or(0);
+    let (warm_agents, fallbacks) = app.warm.status();
     let providers: Vec<_> = app
         .config
         .providers
@@ -43,6 +52,9 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
                 "binary": provider.binary,
                 "default_model": provider.default_model,
                 "models": provider.models,
+                "mode": provider.mode.as_str(),
+                "warm_idle_seconds": provider.warm_idle(),
+                "exec_fallbacks": fallbacks.get(&name).cloned().unwrap_or_default(),
             })
         })
         .collect();
@@ -78,6 +90,11 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
                 "status": app.sandbox.describe(),
             },
             "running_cli_processes": crate::process::live_groups(),
+            "warm": {
+                "max_processes": app.config.server.max_warm_processes,
+                "processes": warm_agents,
+                "retiring": app.warm.retiring(),
+            },
             "warnings": warnings(app),
         }),
     ))

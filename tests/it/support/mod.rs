@@ -343,6 +343,21 @@ impl Server {
         self.request("POST", path, &headers, Some(body.as_bytes()))
     }
 
+    /// Waits (bounded) until the gateway has retired every warm agent process (needs a short
+    /// `warm_idle_seconds`): their credentials are removed from the CLI homes then.
+    pub fn wait_for_no_warm_processes(&self, token: &str) {
+        let mut last = serde_json::Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            last = self.get("/management/v1/overview", Some(token)).json()["data"]["warm"].clone();
+            if last["processes"].as_array().is_some_and(|p| p.is_empty()) && last["retiring"] == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the warm processes were not retired within 30 s: {last}");
+    }
+
     /// Exchanges [`SECRET`] for an access token.
     pub fn login(&self) -> String {
         let response = self.post_json(
