@@ -490,13 +490,13 @@ mod tests {
             exit_code: None,
             ok: true,
         })];
-        shell.extend(done("MOCK_DONE after 1 tool call(s)", (22008, 17)));
+        shell.extend(done("MOCK_DONE after 1 tool call(s)", (24527, 17)));
         assert_eq!(turns[0], shell);
         let mut write = vec![TurnEvent::Action(Action::FileChange {
             path: "/w/ws/w.txt".into(),
             kind: "add".into(),
         })];
-        write.extend(done("MOCK_DONE after 1 tool call(s)", (22283, 17)));
+        write.extend(done("MOCK_DONE after 1 tool call(s)", (24802, 17)));
         assert_eq!(turns[1], write);
     }
 
