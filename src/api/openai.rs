@@ -27,8 +27,8 @@ pub fn models(app: &Arc<App>, _request: &Request, _principal: &Principal) -> Res
 
 /// `GET /v1/models/{id}`: one model object, or a 404 in the OpenAI shape.
 pub fn model(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    // Model ids may hold `/` (`opencode/big-pickle`): everything after `/v1/models/` is the id.
-    let id = request.path.trim_start_matches("/v1/models/");
+    // Model ids may hold `/` (`opencode/big-pickle`): the route binds the rest of the path.
+    let id = request.param("id")?;
     model_list(app)
         .into_iter()
         .find(|m| m["id"] == id)
@@ -53,13 +53,23 @@ fn model_list(app: &App) -> Vec<Value> {
     data
 }
 
-/// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is installed.
+/// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is
+/// installed, as an OpenAI-style list.
 pub fn provider_models(
     app: &Arc<App>,
-    request: &Request,
+    _request: &Request,
     _principal: &Principal,
 ) -> Result<Response> {
-    let data: Vec<Value> = app
+    Ok(Response::json(
+        200,
+        &json!({"object": "list", "data": provider_inventory(app)}),
+    ))
+}
+
+/// Each configured provider: its models, default, alias, and whether its CLI is installed (the
+/// management plane serves the same list in its envelope).
+pub fn provider_inventory(app: &App) -> Vec<Value> {
+    app
         .config
         .providers
         .iter()
@@ -76,15 +86,7 @@ pub fn provider_models(
                 "binary": binary.map(|p| p.display().to_string()).unwrap_or_else(|| provider.binary.clone()),
             })
         })
-        .collect();
-    let body = json!({"object": "list", "data": data});
-    if request.path.starts_with("/management/") {
-        return Ok(Response::envelope(
-            &request.request_id,
-            body["data"].clone(),
-        ));
-    }
-    Ok(Response::json(200, &body))
+        .collect()
 }
 
 #[derive(Deserialize)]

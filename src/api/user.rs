@@ -3,7 +3,7 @@
 
 use crate::api::auth::Principal;
 use crate::api::management::users::{issued_json, usage_json};
-use crate::api::params::{segment, time as parse_time};
+use crate::api::params::time as parse_time;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -66,11 +66,11 @@ pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
 /// `DELETE /v1/user/keys/{id}`.
 pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let user = me_of(principal)?;
-    let key_id = segment(request, 3)?;
+    let key_id = request.param("id")?;
     let key = users::revoke_key(
         &app.store,
         &user.id,
-        &key_id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -83,11 +83,11 @@ pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
 /// `POST /v1/user/keys/{id}/rotate`.
 pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let user = me_of(principal)?;
-    let key_id = segment(request, 3)?;
+    let key_id = request.param("id")?;
     let issued = users::rotate_key(
         &app.store,
         &user.id,
-        &key_id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -122,12 +122,12 @@ pub fn sessions(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
 /// `GET /v1/user/sessions/{id}`: 404 unless the session is the caller's.
 pub fn session(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let user = me_of(principal)?;
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let (session, turns) = app.store.read(|conn| {
-        let session = store::sessions::get(conn, &id)?
+        let session = store::sessions::get(conn, id)?
             .filter(|s| s.user_id == user.id)
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        Ok((session, store::turns::list_for_session(conn, &id)?))
+        Ok((session, store::turns::list_for_session(conn, id)?))
     })?;
     let mut data = crate::api::management::sessions::session_json(&session);
     data["turns"] = json!(turns

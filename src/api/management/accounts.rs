@@ -3,7 +3,6 @@
 
 use crate::accounts;
 use crate::api::auth::Principal;
-use crate::api::params::segment;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -86,11 +85,11 @@ pub fn add(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<R
 
 /// `PATCH /management/v1/accounts/{id}`: label and enabled.
 pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let body: UpdateAccount = request.json()?;
     let account = accounts::update(
         &app.store,
-        &id,
+        id,
         body.label,
         body.enabled,
         &principal.actor(),
@@ -104,11 +103,11 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `DELETE /management/v1/accounts/{id}`.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     accounts::remove(
         &app.store,
         &app.config.storage.data_dir,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -120,10 +119,10 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `POST /management/v1/accounts/{id}/primary`.
 pub fn primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let account = accounts::set_primary(
         &app.store,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -135,10 +134,10 @@ pub fn primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Resu
 
 /// `POST /management/v1/accounts/{id}/recover`.
 pub fn recover(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let account = accounts::recover(
         &app.store,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;

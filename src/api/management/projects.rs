@@ -133,10 +133,7 @@ pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
 /// `GET /management/v1/projects/{name}`: the project's record. For clients of the original
 /// gateway, a workspace id of a project directory is accepted too.
 pub fn info(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let segments = request.segments();
-    let key = segments
-        .get(3)
-        .ok_or_else(|| Error::NotFound("no such project".to_string()))?;
+    let key = request.param("name")?;
     let root = &app.config.workspace.root;
     let by_name = projects::info(root, key);
     let info = match by_name {

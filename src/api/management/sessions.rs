@@ -1,7 +1,7 @@
 //! `/management/v1/sessions`: list, detail with turns, a turn's diff, and reverting a turn.
 
 use crate::api::auth::Principal;
-use crate::api::params::{self, segment};
+use crate::api::params;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -23,11 +23,11 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 
 /// `GET /management/v1/sessions/{id}`: the session and its turns.
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let (session, turns) = app.store.read(|conn| {
-        let session = store::sessions::get(conn, &id)?
+        let session = store::sessions::get(conn, id)?
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        let turns = store::turns::list_for_session(conn, &id)?;
+        let turns = store::turns::list_for_session(conn, id)?;
         Ok((session, turns))
     })?;
     let mut data = session_json(&session);
@@ -37,18 +37,18 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
 
 /// `DELETE /management/v1/sessions/{id}`: wipes the session and its turns (files are kept).
 pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?.to_string();
+    let id = request.param("id")?;
     app.store.write(|tx| {
-        let session = store::sessions::get(tx, &id)?
+        let session = store::sessions::get(tx, id)?
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        store::sessions::delete(tx, &id)?;
+        store::sessions::delete(tx, id)?;
         crate::audit::record(
             tx,
             crate::audit::Record {
                 actor: &principal.actor(),
                 action: "session.wiped",
                 target_type: "session",
-                target_id: &id,
+                target_id: id,
                 before: Some(session_json(&session)),
                 after: None,
                 request_id: Some(&request.request_id),
@@ -123,13 +123,13 @@ pub fn turn_revert(app: &Arc<App>, request: &Request, principal: &Principal) -> 
 }
 
 fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
-    let id = segment(request, 3)?;
-    let index_text = segment(request, 5)?;
+    let id = request.param("id")?;
+    let index_text = request.param("turn")?;
     let index: i64 = index_text.parse().map_err(|_| {
         Error::bad_param("turn", format!("turn must be a number, got `{index_text}`"))
     })?;
     app.store
-        .read(|conn| store::turns::get(conn, &id, index))?
+        .read(|conn| store::turns::get(conn, id, index))?
         .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
 }
 

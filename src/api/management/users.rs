@@ -100,14 +100,14 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 
 /// `GET /management/v1/users/{id}`: the user with keys, sessions, usage and recent audit.
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
-    let user = users::get(&app.store, &id)?;
+    let id = request.param("id")?;
+    let user = users::get(&app.store, id)?;
     let (keys, sessions, usage, activity) = app.store.read(|conn| {
-        let keys = store::api_keys::list_for_user(conn, &id)?;
-        let sessions = store::sessions::list(conn, Some(&id), 50)?;
-        let usage = store::usage::list_for_user(conn, &id)?;
+        let keys = store::api_keys::list_for_user(conn, id)?;
+        let sessions = store::sessions::list(conn, Some(id), 50)?;
+        let usage = store::usage::list_for_user(conn, id)?;
         let filter = store::audit::Filter {
-            target_id: Some(id.clone()),
+            target_id: Some(id.to_string()),
             ..Default::default()
         };
         let activity = store::audit::search(conn, &filter, 20)?;
@@ -147,7 +147,7 @@ pub fn usage_json(rows: &[store::usage::UsageRow]) -> Value {
 
 /// `PATCH /management/v1/users/{id}`.
 pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let body: UpdateUser = request.json()?;
     let patch = users::Patch {
         display_name: body.display_name,
@@ -156,7 +156,7 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     };
     let user = users::update(
         &app.store,
-        &id,
+        id,
         patch,
         &principal.actor(),
         Some(&request.request_id),
@@ -183,15 +183,9 @@ fn set_suspended(
     principal: &Principal,
     suspended: bool,
 ) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let actor = principal.actor();
-    let user = users::set_suspended(
-        &app.store,
-        &id,
-        suspended,
-        &actor,
-        Some(&request.request_id),
-    )?;
+    let user = users::set_suspended(&app.store, id, suspended, &actor, Some(&request.request_id))?;
     Ok(Response::envelope(
         &request.request_id,
         users::user_json(&user),
@@ -200,10 +194,10 @@ fn set_suspended(
 
 /// `DELETE /management/v1/users/{id}`.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let user = users::delete(
         &app.store,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -215,11 +209,11 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `GET /management/v1/users/{id}/keys`.
 pub fn keys(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
-    users::get(&app.store, &id)?;
+    let id = request.param("id")?;
+    users::get(&app.store, id)?;
     let keys = app
         .store
-        .read(|conn| store::api_keys::list_for_user(conn, &id))?;
+        .read(|conn| store::api_keys::list_for_user(conn, id))?;
     Ok(Response::envelope(
         &request.request_id,
         json!(keys.iter().map(users::key_json).collect::<Vec<_>>()),
@@ -228,12 +222,12 @@ pub fn keys(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 
 /// `POST /management/v1/users/{id}/keys`: an additional key, shown once.
 pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let body: CreateKey = request.json_opt()?.unwrap_or_default();
     let expires = params::time("expires_at", body.expires_at.as_deref())?;
     let issued = users::create_key(
         &app.store,
-        &id,
+        id,
         body.label.as_deref(),
         expires,
         &principal.actor(),
@@ -244,11 +238,11 @@ pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
 
 /// `DELETE /management/v1/users/{id}/keys/{key_id}`.
 pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let (id, key_id) = (params::segment(request, 3)?, params::segment(request, 5)?);
+    let (id, key_id) = (request.param("id")?, request.param("key_id")?);
     let key = users::revoke_key(
         &app.store,
-        &id,
-        &key_id,
+        id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -260,11 +254,11 @@ pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
 
 /// `POST /management/v1/users/{id}/keys/{key_id}/rotate`: revoke and reissue, shown once.
 pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let (id, key_id) = (params::segment(request, 3)?, params::segment(request, 5)?);
+    let (id, key_id) = (request.param("id")?, request.param("key_id")?);
     let issued = users::rotate_key(
         &app.store,
-        &id,
-        &key_id,
+        id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;

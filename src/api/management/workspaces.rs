@@ -168,13 +168,9 @@ pub fn delete(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
     ))
 }
 
-/// The workspace named by the path segment after `workspaces/`.
+/// The workspace named by the path's `{id}`.
 fn resolve(app: &App, request: &Request) -> Result<Resolved> {
-    let segments = request.segments();
-    let id = segments
-        .get(3)
-        .ok_or_else(|| Error::NotFound("no such workspace".to_string()))?;
-    inventory::resolve(&app.config.workspace.root, id)
+    inventory::resolve(&app.config.workspace.root, request.param("id")?)
 }
 
 /// Takes the turn lock of the workspace (the name the turn engine uses), or a 409.
