@@ -11,7 +11,7 @@ use crate::audit::{self, Actor};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::pool::{self, select::AccountSnapshot};
-use crate::store::{self, accounts::Account};
+use crate::store::{self, accounts::Account, accounts::AccountStatus};
 use crate::vault::Vault;
 use serde_json::{json, Value};
 use std::os::unix::fs::DirBuilderExt;
@@ -71,7 +71,7 @@ pub fn add(
             .unwrap_or_else(|| input.id.clone()),
         enabled: true,
         cli_primary: false,
-        status: "ready".to_string(),
+        status: AccountStatus::Ready,
         sealed_credential: vault.seal(validated.normalized.as_bytes())?,
         access_token_expires_at: validated.access_token_expires_at_ms,
         plan: validated.plan.clone(),
@@ -195,7 +195,7 @@ pub fn recover(
         actor,
         request_id,
         |account, _| {
-            account.status = "ready".to_string();
+            account.status = AccountStatus::Ready;
             account.cooldown_until = None;
             account.consecutive_failures = 0;
             account.last_error = None;
@@ -275,10 +275,10 @@ pub fn home(data_dir: &Path, provider: &str, account: Option<&str>, user_id: &st
 /// The pure view `pool::select` works on.
 pub fn snapshot(account: &Account) -> AccountSnapshot {
     use pool::select::{Status, Window};
-    let status = match account.status.as_str() {
-        "needs_reauth" => Status::NeedsReauth,
-        "error" => Status::Error,
-        _ => match account.cooldown_until {
+    let status = match account.status {
+        AccountStatus::NeedsReauth => Status::NeedsReauth,
+        AccountStatus::Error => Status::Error,
+        AccountStatus::Ready | AccountStatus::Cooldown => match account.cooldown_until {
             Some(until_ms) => Status::Cooldown { until_ms },
             None => Status::Ready,
         },
@@ -447,8 +447,8 @@ pub fn record_success(store: &store::Store, id: &str) -> Result<()> {
             let now = clock::now_ms();
             account.last_used_at = Some(now);
             account.consecutive_failures = 0;
-            if account.status == "cooldown" {
-                account.status = "ready".into();
+            if account.status == AccountStatus::Cooldown {
+                account.status = AccountStatus::Ready;
                 account.cooldown_until = None;
             }
             account.updated_at = now;
@@ -464,12 +464,12 @@ pub fn record_failure(store: &store::Store, id: &str, message: &str) -> Result<b
     let failure = pool::cooldown::classify(message, now);
     let (status, action) = match failure {
         pool::cooldown::Failure::Other => return Ok(false),
-        pool::cooldown::Failure::Auth => ("needs_reauth", "account.needs_reauth"),
-        pool::cooldown::Failure::RateLimit { .. } => ("cooldown", "account.cooldown"),
+        pool::cooldown::Failure::Auth => (AccountStatus::NeedsReauth, "account.needs_reauth"),
+        pool::cooldown::Failure::RateLimit { .. } => (AccountStatus::Cooldown, "account.cooldown"),
     };
     let short: String = message.chars().take(300).collect();
     change(store, id, action, &Actor::System, None, |account, now| {
-        account.status = status.to_string();
+        account.status = status;
         account.last_error = Some(short);
         account.last_used_at = Some(now);
         if let pool::cooldown::Failure::RateLimit { resets_at_ms } = failure {
@@ -500,7 +500,7 @@ pub fn account_json(account: &Account, now_ms: i64) -> Value {
         "label": account.label,
         "enabled": account.enabled,
         "cli_primary": account.cli_primary,
-        "status": if account.status == "cooldown" && cooling.is_none() { "ready" } else { account.status.as_str() },
+        "status": if account.status == AccountStatus::Cooldown && cooling.is_none() { "ready" } else { account.status.as_str() },
         "usable": pool::select::is_usable(&snapshot, now_ms),
         "cooldown_until": time(cooling),
         "last_error": account.last_error,

@@ -8,7 +8,7 @@
 use crate::audit::{self, Actor};
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::store::{self, api_keys::ApiKey, users::User};
+use crate::store::{self, api_keys::ApiKey, api_keys::KeyStatus, users::User, users::UserStatus};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -142,7 +142,7 @@ pub fn create(
         id: id.clone(),
         email: email.clone(),
         display_name: input.display_name.trim().to_string(),
-        status: "active".to_string(),
+        status: UserStatus::Active,
         workspace_path: dir.display().to_string(),
         max_concurrency: input
             .max_concurrency
@@ -243,7 +243,7 @@ pub fn issue_key(
         key_hash: crate::crypto::sha256_hex(raw.as_bytes()),
         key_prefix: raw[..KEY_PREFIX.len() + 4].to_string(),
         label: label.map(str::to_string),
-        status: "active".to_string(),
+        status: KeyStatus::Active,
         created_at: now,
         expires_at,
         last_used_at: None,
@@ -305,7 +305,7 @@ pub fn update(
         patch.daily_token_budget.flatten(),
     )?;
     change(store, id, "user.updated", actor, request_id, |user| {
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict("a deleted user cannot be changed".into()));
         }
         if let Some(name) = patch.display_name {
@@ -335,12 +335,16 @@ pub fn set_suspended(
         "user.unsuspended"
     };
     change(store, id, action, actor, request_id, |user| {
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict(
                 "a deleted user cannot be suspended or reactivated".into(),
             ));
         }
-        user.status = if suspended { "suspended" } else { "active" }.to_string();
+        user.status = if suspended {
+            UserStatus::Suspended
+        } else {
+            UserStatus::Active
+        };
         Ok(())
     })
 }
@@ -356,12 +360,12 @@ pub fn delete(
     store.write(|tx| {
         let before =
             store::users::get(tx, id)?.ok_or_else(|| Error::NotFound(format!("no user {id}")))?;
-        if before.status == "deleted" {
+        if before.status == UserStatus::Deleted {
             return Err(Error::Conflict("this user is already deleted".into()));
         }
         let now = clock::now_ms();
         let mut user = before.clone();
-        user.status = "deleted".to_string();
+        user.status = UserStatus::Deleted;
         user.updated_at = now;
         store::users::update(tx, &user)?;
         let keys_revoked = store::api_keys::revoke_all(tx, id, now)?;
@@ -397,7 +401,7 @@ pub fn create_key(
     store.write(|tx| {
         let user = store::users::get(tx, user_id)?
             .ok_or_else(|| Error::NotFound(format!("no user {user_id}")))?;
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict("a deleted user cannot get keys".into()));
         }
         let issued = issue_key(tx, user_id, label, expires_at, clock::now_ms())?;
@@ -457,12 +461,12 @@ pub fn rotate_key(
     store.write(|tx| {
         let user = store::users::get(tx, user_id)?
             .ok_or_else(|| Error::NotFound(format!("no user {user_id}")))?;
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict("a deleted user cannot get keys".into()));
         }
         let old = store::api_keys::get(tx, user_id, key_id)?
             .ok_or_else(|| Error::NotFound(format!("no key {key_id}")))?;
-        if old.status != "active" {
+        if old.status != KeyStatus::Active {
             return Err(Error::Conflict(format!(
                 "key {key_id} is revoked; create a new key instead"
             )));
@@ -507,12 +511,12 @@ pub fn authenticate(store: &store::Store, raw: &str) -> Result<Option<(User, Api
     };
     // The user's status comes first: deleting a user revokes its keys, and the caller should
     // still learn that the user is gone (403), not merely that the key is revoked.
-    match user.status.as_str() {
-        "suspended" => return Err(Error::Forbidden("this user is suspended".into())),
-        "deleted" => return Err(Error::Forbidden("this user was deleted".into())),
-        _ => {}
+    match user.status {
+        UserStatus::Suspended => return Err(Error::Forbidden("this user is suspended".into())),
+        UserStatus::Deleted => return Err(Error::Forbidden("this user was deleted".into())),
+        UserStatus::Active => {}
     }
-    if key.status != "active" {
+    if key.status != KeyStatus::Active {
         return Err(Error::Unauthorized("this API key was revoked".into()));
     }
     if key.expires_at.is_some_and(|at| at <= now) {
@@ -557,7 +561,7 @@ pub fn user_json(user: &User) -> Value {
         "user_id": user.id,
         "email": user.email,
         "display_name": user.display_name,
-        "status": user.status,
+        "status": user.status.as_str(),
         "workspace_path": user.workspace_path,
         "max_concurrency": user.max_concurrency,
         "daily_token_budget": user.daily_token_budget,
@@ -576,7 +580,7 @@ pub fn key_json(key: &ApiKey) -> Value {
         "user_id": key.user_id,
         "prefix": key.key_prefix,
         "label": key.label,
-        "status": key.status,
+        "status": key.status.as_str(),
         "created_at": clock::rfc3339(key.created_at),
         "expires_at": time(key.expires_at),
         "last_used_at": time(key.last_used_at),

@@ -83,7 +83,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 None => store
                     .read(|conn| crate::store::api_keys::list_for_user(conn, &user_id))?
                     .into_iter()
-                    .find(|k| k.status == "active")
+                    .find(|k| k.status == crate::store::api_keys::KeyStatus::Active)
                     .map(|k| k.id)
                     .ok_or_else(|| Error::NotFound(format!("user {user_id} has no active key")))?,
             };

@@ -5,6 +5,18 @@
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+super::text_enum! {
+    /// Where a user stands: only active users' keys authenticate.
+    pub enum UserStatus ("user status") {
+        /// May use their keys.
+        Active = "active",
+        /// Keys refused until unsuspended.
+        Suspended = "suspended",
+        /// Gone for good (keys revoked, sessions ended); files are kept.
+        Deleted = "deleted",
+    }
+}
+
 /// One user row.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -14,8 +26,8 @@ pub struct User {
     pub email: String,
     /// Shown name.
     pub display_name: String,
-    /// active | suspended | deleted.
-    pub status: String,
+    /// Active, suspended or deleted.
+    pub status: UserStatus,
     /// `<workspaces root>/<id>`.
     pub workspace_path: String,
     /// Concurrent turns allowed.

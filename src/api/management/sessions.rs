@@ -188,7 +188,7 @@ pub fn turn_json(turn: &store::turns::Turn) -> Value {
         },
         "duration_ms": turn.duration_ms,
         "exit_code": turn.exit_code,
-        "status": turn.status,
+        "status": turn.status.as_str(),
         "error": turn.error,
         "dirty": turn.dirty,
         "account_id": turn.account_id,
