@@ -9,7 +9,6 @@ use crate::audit::{self, Actor};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::store::{self, api_keys::ApiKey, api_keys::KeyStatus, users::User, users::UserStatus};
-use serde_json::{json, Value};
 use std::path::Path;
 
 /// The prefix every user API key starts with.
@@ -174,7 +173,7 @@ pub fn create(
                 target_type: "user",
                 target_id: &user.id,
                 before: None,
-                after: Some(user_json(&user)),
+                after: Some(audit::state(&audit::UserState::from(&user))?),
                 request_id,
             },
         )?;
@@ -186,7 +185,7 @@ pub fn create(
                 target_type: "api_key",
                 target_id: &issued.key.id,
                 before: None,
-                after: Some(key_json(&issued.key)),
+                after: Some(audit::state(&audit::KeyState::from(&issued.key))?),
                 request_id,
             },
         )?;
@@ -282,8 +281,8 @@ fn change(
                 action,
                 target_type: "user",
                 target_id: id,
-                before: Some(user_json(&before)),
-                after: Some(user_json(&user)),
+                before: Some(audit::state(&audit::UserState::from(&before))?),
+                after: Some(audit::state(&audit::UserState::from(&user))?),
                 request_id,
             },
         )?;
@@ -370,9 +369,11 @@ pub fn delete(
         store::users::update(tx, &user)?;
         let keys_revoked = store::api_keys::revoke_all(tx, id, now)?;
         let sessions_ended = store::sessions::delete_for_user(tx, id)?;
-        let mut after = user_json(&user);
-        after["keys_revoked"] = json!(keys_revoked);
-        after["sessions_ended"] = json!(sessions_ended);
+        let after = audit::state(&audit::UserDeletedState {
+            user: audit::UserState::from(&user),
+            keys_revoked,
+            sessions_ended,
+        })?;
         audit::record(
             tx,
             audit::Record {
@@ -380,7 +381,7 @@ pub fn delete(
                 action: "user.deleted",
                 target_type: "user",
                 target_id: id,
-                before: Some(user_json(&before)),
+                before: Some(audit::state(&audit::UserState::from(&before))?),
                 after: Some(after),
                 request_id,
             },
@@ -413,7 +414,7 @@ pub fn create_key(
                 target_type: "api_key",
                 target_id: &issued.key.id,
                 before: None,
-                after: Some(key_json(&issued.key)),
+                after: Some(audit::state(&audit::KeyState::from(&issued.key))?),
                 request_id,
             },
         )?;
@@ -441,8 +442,8 @@ pub fn revoke_key(
                 action: "user.key.revoked",
                 target_type: "api_key",
                 target_id: key_id,
-                before: Some(key_json(&key)),
-                after: Some(key_json(&after)),
+                before: Some(audit::state(&audit::KeyState::from(&key))?),
+                after: Some(audit::state(&audit::KeyState::from(&after))?),
                 request_id,
             },
         )?;
@@ -482,8 +483,8 @@ pub fn rotate_key(
                 action: "user.key.rotated",
                 target_type: "api_key",
                 target_id: key_id,
-                before: Some(key_json(&old)),
-                after: Some(key_json(&issued.key)),
+                before: Some(audit::state(&audit::KeyState::from(&old))?),
+                after: Some(audit::state(&audit::KeyState::from(&issued.key))?),
                 request_id,
             },
         )?;
@@ -552,40 +553,6 @@ pub fn ensure_dashboard_admin(
     let (user, _discarded) = create(store, config, input, &Actor::System, None)?;
     log::info!("provisioned the Dashboard Admin user {}", user.id);
     Ok(user)
-}
-
-/// The wire/audit form of a user (no secrets).
-pub fn user_json(user: &User) -> Value {
-    json!({
-        "id": user.id,
-        "user_id": user.id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "status": user.status.as_str(),
-        "workspace_path": user.workspace_path,
-        "max_concurrency": user.max_concurrency,
-        "daily_token_budget": user.daily_token_budget,
-        "created_by": user.created_by,
-        "created_at": clock::rfc3339(user.created_at),
-        "updated_at": clock::rfc3339(user.updated_at),
-    })
-}
-
-/// The wire/audit form of a key (never the hash or the raw key).
-pub fn key_json(key: &ApiKey) -> Value {
-    let time = |t: Option<i64>| t.map(clock::rfc3339);
-    json!({
-        "id": key.id,
-        "key_id": key.id,
-        "user_id": key.user_id,
-        "prefix": key.key_prefix,
-        "label": key.label,
-        "status": key.status.as_str(),
-        "created_at": clock::rfc3339(key.created_at),
-        "expires_at": time(key.expires_at),
-        "last_used_at": time(key.last_used_at),
-        "revoked_at": time(key.revoked_at),
-    })
 }
 
 #[cfg(test)]

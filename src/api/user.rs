@@ -2,8 +2,8 @@
 //! workspace reset. A user only ever reaches their own records; anything else is a 404.
 
 use crate::api::auth::Principal;
-use crate::api::management::users::{issued_json, usage_json};
 use crate::api::params::time as parse_time;
+use crate::api::wire::{self, IssuedKeyView, KeyView, SessionDetailView, SessionView, UsageView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -24,7 +24,7 @@ fn me_of(principal: &Principal) -> Result<&User> {
 pub fn me(_app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(me_of(principal)?),
+        wire::json(&wire::UserView::from(me_of(principal)?))?,
     ))
 }
 
@@ -36,7 +36,7 @@ pub fn keys(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<
         .read(|conn| store::api_keys::list_for_user(conn, &user.id))?;
     Ok(Response::envelope(
         &request.request_id,
-        json!(keys.iter().map(users::key_json).collect::<Vec<_>>()),
+        wire::json(&keys.iter().map(KeyView::from).collect::<Vec<_>>())?,
     ))
 }
 
@@ -60,7 +60,11 @@ pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
         &principal.actor(),
         Some(&request.request_id),
     )?;
-    Ok(Response::envelope(&request.request_id, issued_json(&issued)).with_status(201))
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&IssuedKeyView::from(&issued))?,
+    )
+    .with_status(201))
 }
 
 /// `DELETE /v1/user/keys/{id}`.
@@ -76,7 +80,7 @@ pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::key_json(&key),
+        wire::json(&KeyView::from(&key))?,
     ))
 }
 
@@ -93,7 +97,7 @@ pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        issued_json(&issued),
+        wire::json(&IssuedKeyView::from(&issued))?,
     ))
 }
 
@@ -103,7 +107,10 @@ pub fn usage(app: &Arc<App>, request: &Request, principal: &Principal) -> Result
     let rows = app
         .store
         .read(|conn| store::usage::list_for_user(conn, &user.id))?;
-    Ok(Response::envelope(&request.request_id, usage_json(&rows)))
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&UsageView::of(&rows))?,
+    ))
 }
 
 /// `GET /v1/user/sessions`.
@@ -112,11 +119,8 @@ pub fn sessions(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
     let rows = app
         .store
         .read(|conn| store::sessions::list(conn, Some(&user.id), 200))?;
-    let data: Vec<_> = rows
-        .iter()
-        .map(crate::api::management::sessions::session_json)
-        .collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(&rows.iter().map(SessionView::from).collect::<Vec<_>>())?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `GET /v1/user/sessions/{id}`: 404 unless the session is the caller's.
@@ -129,11 +133,7 @@ pub fn session(app: &Arc<App>, request: &Request, principal: &Principal) -> Resu
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
         Ok((session, store::turns::list_for_session(conn, id)?))
     })?;
-    let mut data = crate::api::management::sessions::session_json(&session);
-    data["turns"] = json!(turns
-        .iter()
-        .map(crate::api::management::sessions::turn_json)
-        .collect::<Vec<_>>());
+    let data = wire::json(&SessionDetailView::of(&session, &turns))?;
     Ok(Response::envelope(&request.request_id, data))
 }
 

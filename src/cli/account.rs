@@ -106,13 +106,12 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 println!("No accounts in the pool.");
             }
             for account in rows {
-                let view = crate::accounts::account_json(&account, now);
                 println!(
                     "{:<20} {:<8} {:<14} {:<12} {}{}",
                     account.id,
                     account.provider,
                     account.auth_type,
-                    view["status"].as_str().unwrap_or(""),
+                    crate::accounts::effective_status(&account, now),
                     account.label,
                     if account.cli_primary {
                         "  [primary]"

@@ -7,8 +7,10 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 super::text_enum! {
     /// Whether a key still authenticates (expiry is a separate time, not a state).
+    #[derive(Default)]
     pub enum KeyStatus ("API key status") {
-        /// Authenticates until it expires.
+        /// Authenticates until it expires (a new key is).
+        #[default]
         Active = "active",
         /// Revoked (by its user, an operator, a rotation or the user's deletion).
         Revoked = "revoked",
@@ -16,7 +18,7 @@ super::text_enum! {
 }
 
 /// One key row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiKey {
     /// `uag_key_<12hex>`.
     pub id: String,

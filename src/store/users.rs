@@ -7,8 +7,10 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 super::text_enum! {
     /// Where a user stands: only active users' keys authenticate.
+    #[derive(Default)]
     pub enum UserStatus ("user status") {
-        /// May use their keys.
+        /// May use their keys (a new user is).
+        #[default]
         Active = "active",
         /// Keys refused until unsuspended.
         Suspended = "suspended",
@@ -18,7 +20,7 @@ super::text_enum! {
 }
 
 /// One user row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct User {
     /// `uag_usr_<12hex>`.
     pub id: String,

@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
 use crate::store;
 use rusqlite::Connection;
-use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
@@ -203,22 +202,6 @@ pub struct GitInfo {
     pub dirty: Option<bool>,
 }
 
-impl GitInfo {
-    /// The wire form.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "is_git_repo": self.is_git_repo,
-            "branch": self.branch,
-            "head_commit": self.head_commit,
-            "short_commit": self.short_commit,
-            "head_summary": self.head_summary,
-            "head_committed_at": self.head_committed_at,
-            "remote_url": self.remote_url,
-            "dirty": self.dirty,
-        })
-    }
-}
-
 /// Reads `dir`'s git metadata with plumbing commands (`symbolic-ref`, `rev-list --format`,
 /// `config --get`, `status --porcelain`); never writes to the repository (optional locks off).
 /// Every command runs read-only inside the workspace's confinement when the sandbox is enforced;
@@ -315,20 +298,6 @@ impl Workspace {
     /// The prefix sessions store for this directory (their `workspace_path`).
     pub fn session_path(&self) -> String {
         self.path.display().to_string()
-    }
-
-    /// The wire form (the original gateway's record fields that Codara has).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "workspace_id": self.id,
-            "name": self.name,
-            "path": self.path.display().to_string(),
-            "relative_path": self.relative_path.display().to_string(),
-            "exists": true,
-            "git": self.git.to_json(),
-            "project": self.project.as_ref().map(ProjectMeta::to_json),
-            "bound_sessions_count": self.bound_sessions_count,
-        })
     }
 }
 
@@ -594,9 +563,8 @@ mod tests {
         assert!(proj.git.branch.is_some());
         assert_eq!(proj.git.dirty, Some(false));
         assert_eq!(proj.project.as_ref().unwrap().name, "proj");
-        let json = proj.to_json();
-        assert_eq!(json["relative_path"], "proj");
-        assert_eq!(json["project"]["template"], "default");
+        assert_eq!(proj.relative_path, PathBuf::from("proj"));
+        assert_eq!(proj.project.as_ref().unwrap().template, "default");
 
         // A repository without commits: branch known, no HEAD; untracked files make it dirty.
         let app = &workspaces[2];

@@ -9,7 +9,6 @@ use super::git::{Git, DEFAULT_IDENTITY};
 use crate::config::HostEnv;
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
-use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -142,21 +141,6 @@ pub struct ProjectMeta {
     pub created_by: Option<String>,
     /// Absolute path of the metadata file.
     pub metadata_path: PathBuf,
-}
-
-impl ProjectMeta {
-    /// The wire form; `default_provider` repeats `provider` under the original gateway's name.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "template": self.template,
-            "provider": self.provider,
-            "default_provider": self.provider,
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "metadata_path": self.metadata_path.display().to_string(),
-        })
-    }
 }
 
 /// True when `dir` holds a project metadata file (readable or not).

@@ -3,6 +3,7 @@
 
 use crate::accounts;
 use crate::api::auth::Principal;
+use crate::api::wire::{self, AccountView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -33,11 +34,13 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let rows = app
         .store
         .read(|conn| crate::store::accounts::list(conn, None))?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|a| accounts::account_json(a, now))
-        .collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(
+        &rows
+            .iter()
+            .map(|account| AccountView::new(account, now))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `POST /management/v1/accounts`: `{id, provider, auth_type, label?, credential}` where
@@ -78,7 +81,7 @@ pub fn add(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<R
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     )
     .with_status(201))
 }
@@ -97,7 +100,7 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     ))
 }
 
@@ -128,7 +131,7 @@ pub fn primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Resu
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     ))
 }
 
@@ -143,7 +146,7 @@ pub fn recover(app: &Arc<App>, request: &Request, principal: &Principal) -> Resu
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     ))
 }
 

@@ -2,11 +2,12 @@
 
 use crate::api::auth::Principal;
 use crate::api::params;
+use crate::api::wire::{self, AuditEntryView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::store;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// Searches the audit log, newest first.
@@ -50,29 +51,10 @@ pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
     let next = has_more
         .then(|| rows.last().map(|e| format!("{}:{}", e.at, e.id)))
         .flatten();
-    let data: Vec<Value> = rows.iter().map(entry_json).collect();
+    let data = wire::json(&rows.iter().map(AuditEntryView::from).collect::<Vec<_>>())?;
     Ok(Response::json(
         200,
         &json!({"ok": true, "data": data, "meta": {"request_id": request.request_id,
                 "page": {"next_cursor": next, "has_more": has_more, "limit": limit}}}),
     ))
-}
-
-/// The wire form of an audit entry (states as JSON objects).
-pub fn entry_json(entry: &store::audit::Entry) -> Value {
-    let parse = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
-    };
-    json!({
-        "id": entry.id,
-        "at": crate::clock::rfc3339(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "target_type": entry.target_type,
-        "target_id": entry.target_id,
-        "before": parse(&entry.before),
-        "after": parse(&entry.after),
-        "request_id": entry.request_id,
-    })
 }

@@ -5,6 +5,7 @@
 //! with the project metadata filled in.
 
 use crate::api::auth::Principal;
+use crate::api::wire::{self, CreatedProjectView, WorkspaceView};
 use crate::app::App;
 use crate::audit::{self, Actor};
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::http::{Request, Response};
 use crate::workspace::inventory;
 use crate::workspace::projects::{self, Template};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,8 +52,8 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     };
     app.store
         .read(|conn| inventory::count_sessions(conn, &mut records))?;
-    let data: Vec<Value> = records.iter().map(inventory::Workspace::to_json).collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(&records.iter().map(WorkspaceView::from).collect::<Vec<_>>())?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `POST /management/v1/projects` `{name, template?, provider?, force?}`: creates the project
@@ -117,8 +118,11 @@ pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
         )
     })?;
     log::info!("{action}: {} ({})", info.meta.name, info.path.display());
-    let mut data = project_record(app, &info)?;
-    data["created"] = json!(info.created);
+    let record = project_record(app, &info)?;
+    let data = wire::json(&CreatedProjectView {
+        workspace: WorkspaceView::from(&record),
+        created: info.created,
+    })?;
     let response = json!({
         "ok": true,
         "data": data,
@@ -143,8 +147,11 @@ pub fn info(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
         }
         Err(error) => return Err(error),
     };
-    let data = project_record(app, &info)?;
-    Ok(Response::envelope(&request.request_id, data))
+    let record = project_record(app, &info)?;
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&WorkspaceView::from(&record))?,
+    ))
 }
 
 /// The project at the directory a workspace id names, when it is a project.
@@ -160,7 +167,7 @@ fn by_workspace_id(root: &Path, id: &str) -> Option<projects::ProjectInfo> {
 }
 
 /// The workspace record of a project, with its bound-session count.
-fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<Value> {
+fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<inventory::Workspace> {
     let root = app
         .config
         .workspace
@@ -175,5 +182,5 @@ fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<Value> {
     );
     app.store
         .read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
-    Ok(record.to_json())
+    Ok(record)
 }

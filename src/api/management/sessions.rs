@@ -2,11 +2,12 @@
 
 use crate::api::auth::Principal;
 use crate::api::params;
+use crate::api::wire::{self, SessionDetailView, SessionView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::store;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,8 +18,8 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let sessions = app
         .store
         .read(|conn| store::sessions::list(conn, user, limit))?;
-    let data: Vec<Value> = sessions.iter().map(session_json).collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(&sessions.iter().map(SessionView::from).collect::<Vec<_>>())?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `GET /management/v1/sessions/{id}`: the session and its turns.
@@ -30,8 +31,7 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
         let turns = store::turns::list_for_session(conn, id)?;
         Ok((session, turns))
     })?;
-    let mut data = session_json(&session);
-    data["turns"] = json!(turns.iter().map(turn_json).collect::<Vec<_>>());
+    let data = wire::json(&SessionDetailView::of(&session, &turns))?;
     Ok(Response::envelope(&request.request_id, data))
 }
 
@@ -49,7 +49,9 @@ pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<
                 action: "session.wiped",
                 target_type: "session",
                 target_id: id,
-                before: Some(session_json(&session)),
+                before: Some(crate::audit::state(&crate::audit::SessionState::from(
+                    &session,
+                ))?),
                 after: None,
                 request_id: Some(&request.request_id),
             },
@@ -145,53 +147,4 @@ fn trees(
             "this turn has no workspace snapshots".into(),
         )),
     }
-}
-
-/// The wire form of a session.
-pub fn session_json(session: &store::sessions::Session) -> Value {
-    json!({
-        "id": session.id,
-        "user_id": session.user_id,
-        "workspace_id": session.workspace_id,
-        "workspace_path": session.workspace_path,
-        "client_session_id": session.client_session_id,
-        "provider": session.provider,
-        "model": session.model,
-        "cli_session_id": session.cli_session_id,
-        "account_id": session.account_id,
-        "turn_count": session.turn_count,
-        "message_count": session.message_count,
-        "dirty": session.dirty,
-        "created_at": crate::clock::rfc3339(session.created_at),
-        "updated_at": crate::clock::rfc3339(session.updated_at),
-    })
-}
-
-/// The wire form of a turn.
-pub fn turn_json(turn: &store::turns::Turn) -> Value {
-    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-    json!({
-        "id": turn.id,
-        "turn_index": turn.turn_index,
-        "provider": turn.provider,
-        "model": turn.model,
-        "cli_session_id": turn.cli_session_id,
-        "resumed": turn.resumed,
-        "prompt": turn.prompt,
-        "reply": turn.reply,
-        "actions": parse(&turn.actions),
-        "modified_files": parse(&turn.modified_files),
-        "usage": {
-            "prompt_tokens": turn.prompt_tokens,
-            "completion_tokens": turn.completion_tokens,
-            "cached_tokens": turn.cached_tokens,
-        },
-        "duration_ms": turn.duration_ms,
-        "exit_code": turn.exit_code,
-        "status": turn.status.as_str(),
-        "error": turn.error,
-        "dirty": turn.dirty,
-        "account_id": turn.account_id,
-        "created_at": crate::clock::rfc3339(turn.created_at),
-    })
 }

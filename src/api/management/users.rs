@@ -3,13 +3,14 @@
 
 use crate::api::auth::Principal;
 use crate::api::params;
+use crate::api::wire::{self, CreatedUserView, IssuedKeyView, KeyView, UserDetailView, UserView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::store;
 use crate::users;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
@@ -45,13 +46,6 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
     Option::<i64>::deserialize(d).map(Some)
 }
 
-/// `key` plus the raw key, shown once.
-pub fn issued_json(issued: &users::IssuedKey) -> Value {
-    let mut value = users::key_json(&issued.key);
-    value["key"] = json!(issued.raw);
-    value
-}
-
 /// `POST /management/v1/users`.
 pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let body: CreateUser = request.json()?;
@@ -74,8 +68,10 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
         &principal.actor(),
         Some(&request.request_id),
     )?;
-    let mut data = users::user_json(&user);
-    data["api_key"] = issued_json(&issued);
+    let data = wire::json(&CreatedUserView {
+        user: UserView::from(&user),
+        api_key: IssuedKeyView::from(&issued),
+    })?;
     Ok(Response::envelope(&request.request_id, data).with_status(201))
 }
 
@@ -91,7 +87,7 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let next = has_more
         .then(|| rows.last().map(|u| format!("{}:{}", u.created_at, u.id)))
         .flatten();
-    let data: Vec<Value> = rows.iter().map(users::user_json).collect();
+    let data = wire::json(&rows.iter().map(UserView::from).collect::<Vec<_>>())?;
     let mut response =
         json!({"ok": true, "data": data, "meta": {"request_id": request.request_id}});
     response["meta"]["page"] = json!({"next_cursor": next, "has_more": has_more, "limit": limit});
@@ -113,36 +109,14 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
         let activity = store::audit::search(conn, &filter, 20)?;
         Ok((keys, sessions, usage, activity))
     })?;
-    let mut data = users::user_json(&user);
-    data["keys"] = json!(keys.iter().map(users::key_json).collect::<Vec<_>>());
-    data["sessions"] = json!(sessions
-        .iter()
-        .map(|s| json!({"id": s.id, "client_session_id": s.client_session_id, "workspace_id": s.workspace_id,
-                        "provider": s.provider, "turn_count": s.turn_count, "updated_at": crate::clock::rfc3339(s.updated_at)}))
-        .collect::<Vec<_>>());
-    data["usage"] = usage_json(&usage);
-    data["recent_activity"] = json!(activity
-        .iter()
-        .map(super::audit::entry_json)
-        .collect::<Vec<_>>());
+    let data = wire::json(&UserDetailView {
+        user: UserView::from(&user),
+        keys: keys.iter().map(KeyView::from).collect(),
+        sessions: sessions.iter().map(wire::SessionView::from).collect(),
+        usage: wire::UsageView::of(&usage),
+        recent_activity: activity.iter().map(wire::AuditEntryView::from).collect(),
+    })?;
     Ok(Response::envelope(&request.request_id, data))
-}
-
-/// Usage rows plus totals.
-pub fn usage_json(rows: &[store::usage::UsageRow]) -> Value {
-    let sum = |f: fn(&store::usage::UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
-    json!({
-        "totals": {
-            "prompt_tokens": sum(|r| r.prompt_tokens),
-            "completion_tokens": sum(|r| r.completion_tokens),
-            "cached_tokens": sum(|r| r.cached_tokens),
-            "requests": sum(|r| r.requests),
-        },
-        "by_day": rows.iter().map(|r| json!({
-            "day": r.day, "provider": r.provider, "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens, "requests": r.requests,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// `PATCH /management/v1/users/{id}`.
@@ -163,7 +137,7 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(&user),
+        wire::json(&UserView::from(&user))?,
     ))
 }
 
@@ -188,7 +162,7 @@ fn set_suspended(
     let user = users::set_suspended(&app.store, id, suspended, &actor, Some(&request.request_id))?;
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(&user),
+        wire::json(&UserView::from(&user))?,
     ))
 }
 
@@ -203,7 +177,7 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(&user),
+        wire::json(&UserView::from(&user))?,
     ))
 }
 
@@ -216,7 +190,7 @@ pub fn keys(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
         .read(|conn| store::api_keys::list_for_user(conn, id))?;
     Ok(Response::envelope(
         &request.request_id,
-        json!(keys.iter().map(users::key_json).collect::<Vec<_>>()),
+        wire::json(&keys.iter().map(KeyView::from).collect::<Vec<_>>())?,
     ))
 }
 
@@ -233,7 +207,11 @@ pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
         &principal.actor(),
         Some(&request.request_id),
     )?;
-    Ok(Response::envelope(&request.request_id, issued_json(&issued)).with_status(201))
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&IssuedKeyView::from(&issued))?,
+    )
+    .with_status(201))
 }
 
 /// `DELETE /management/v1/users/{id}/keys/{key_id}`.
@@ -248,7 +226,7 @@ pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::key_json(&key),
+        wire::json(&KeyView::from(&key))?,
     ))
 }
 
@@ -264,6 +242,6 @@ pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        issued_json(&issued),
+        wire::json(&IssuedKeyView::from(&issued))?,
     ))
 }

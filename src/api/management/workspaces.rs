@@ -6,6 +6,7 @@
 //! under a turn, and write their audit entry in the transaction that wipes the sessions.
 
 use crate::api::auth::Principal;
+use crate::api::wire::{self, SessionView, WorkspaceDetailView, WorkspaceView};
 use crate::app::App;
 use crate::audit::{self, Actor};
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::http::{Request, Response};
 use crate::store;
 use crate::workspace::inventory::{self, Resolved};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,11 +36,13 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
         inventory::list(&app.config.workspace.root, &app.config.host, &app.sandbox)?;
     app.store
         .read(|conn| inventory::count_sessions(conn, &mut workspaces))?;
-    let data: Vec<Value> = workspaces
-        .iter()
-        .map(inventory::Workspace::to_json)
-        .collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(
+        &workspaces
+            .iter()
+            .map(WorkspaceView::from)
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `GET /management/v1/workspaces/{id}`: the record and the sessions bound to it or below.
@@ -56,8 +59,10 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
         inventory::count_sessions(conn, std::slice::from_mut(&mut workspace))?;
         store::sessions::list_under_path(conn, &prefix, DETAIL_SESSIONS)
     })?;
-    let mut data = workspace.to_json();
-    data["sessions"] = json!(sessions.iter().map(session_json).collect::<Vec<_>>());
+    let data = wire::json(&WorkspaceDetailView {
+        workspace: WorkspaceView::from(&workspace),
+        sessions: sessions.iter().map(SessionView::from).collect(),
+    })?;
     Ok(Response::envelope(&request.request_id, data))
 }
 
@@ -183,21 +188,4 @@ fn lock<'a>(app: &'a App, resolved: &Resolved) -> Result<crate::turns::locks::Gu
                 resolved.relative.display()
             ))
         })
-}
-
-fn session_json(session: &store::sessions::Session) -> Value {
-    json!({
-        "id": session.id,
-        "user_id": session.user_id,
-        "workspace_id": session.workspace_id,
-        "workspace_path": session.workspace_path,
-        "client_session_id": session.client_session_id,
-        "provider": session.provider,
-        "model": session.model,
-        "account_id": session.account_id,
-        "turn_count": session.turn_count,
-        "dirty": session.dirty,
-        "created_at": crate::clock::rfc3339(session.created_at),
-        "updated_at": crate::clock::rfc3339(session.updated_at),
-    })
 }
