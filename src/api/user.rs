@@ -144,19 +144,12 @@ pub fn reset_workspace(
     principal: &Principal,
 ) -> Result<Response> {
     let user = me_of(principal)?;
-    let wiped = app.store.write(|tx| {
-        let wiped = store::sessions::delete_for_user(tx, &user.id)?;
-        crate::audit::record(tx, crate::audit::Record {
-            actor: &principal.actor(),
-            action: "workspace.reset",
-            target_type: "user",
-            target_id: &user.id,
-            before: None,
-            after: Some(json!({"sessions_wiped": wiped, "files_preserved": true, "workspace_path": user.workspace_path})),
-            request_id: Some(&request.request_id),
-        })?;
-        Ok(wiped)
-    })?;
+    let wiped = crate::workspace::ops::reset_user_sessions(
+        &app.store,
+        user,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({"sessions_wiped": wiped, "files_preserved": true, "workspace_path": user.workspace_path}),

@@ -3,14 +3,14 @@
 //!
 //! Works on the root and the data dir directly, beside a running server: it never takes the
 //! server's instance lock, and the audit entry of a creation goes through its own SQLite
-//! connection (WAL). Bad input exits 2, other failures 1.
+//! connection (WAL). `create` is `workspace::projects::create`, the operation the API runs
+//! too. Bad input exits 2, other failures (an existing project without `--force`) 1.
 
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::workspace::{inventory, projects};
-use serde_json::json;
+use crate::workspace::{inventory, ops, projects};
 use std::path::Path;
 
 const HELP: &str = "\
@@ -28,11 +28,13 @@ Usage: codara project create NAME [--template T] [--provider P] [--force] [--con
 
 Creates <workspaces root>/NAME from a template and makes it a git repository with an initial
 commit. NAME: letters, digits, `.`, `_`, `-`, starting with a letter or digit, at most 80.
+An existing project is left alone (exit 1) unless --force is given.
 
 Options:
   --template T   default | python | docs | empty ([workspace].default_template if omitted)
   --provider P   default provider of the project: codex | gemini | opencode
-  --force        initialize an existing directory that Codara did not create (files are kept)
+  --force        initialize a directory that exists: one Codara did not create, or a project
+                 again (its metadata is rewritten); its files are kept
   --config FILE  the codara.toml to read
 ";
 
@@ -92,46 +94,27 @@ fn create(mut args: pico_args::Arguments) -> Result<i32> {
         projects::validate_provider(provider)?;
     }
     let config = Config::load(&overrides)?;
-    let template = template.unwrap_or_else(|| config.workspace.default_template.clone());
     let store = open_store(&config)?;
     let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
-    let info = projects::create(
-        &config.workspace.root,
-        &config.host,
-        &sandbox,
-        &name,
-        &template,
-        provider.as_deref(),
-        "cli",
-        force,
-    )?;
-    let action = if info.created {
-        "project.created"
-    } else {
-        "project.initialized"
+    // This process's own locks: a server beside it keeps its locks in its own memory.
+    let locks = crate::turns::locks::Locks::default();
+    let ctx = ops::Context {
+        config: &config,
+        store: &store,
+        sandbox: &sandbox,
+        locks: &locks,
     };
-    store.write(|tx| {
-        audit::record(
-            tx,
-            audit::Record {
-                actor: &Actor::Cli,
-                action,
-                target_type: "project",
-                target_id: &info.meta.name,
-                before: None,
-                after: Some(json!({
-                    "name": info.meta.name,
-                    "path": info.path.display().to_string(),
-                    "relative_path": info.relative_path,
-                    "template": info.meta.template,
-                    "provider": info.meta.provider,
-                    "created": info.created,
-                    "metadata_path": info.meta.metadata_path.display().to_string(),
-                })),
-                request_id: None,
-            },
-        )
-    })?;
+    let info = projects::create(
+        &ctx,
+        projects::NewProject {
+            name: &name,
+            template: template.as_deref(),
+            provider: provider.as_deref(),
+            force,
+        },
+        &Actor::Cli,
+        None,
+    )?;
     let verb = if info.created {
         "Created"
     } else {

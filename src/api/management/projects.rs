@@ -7,19 +7,15 @@
 use crate::api::auth::Principal;
 use crate::api::wire::{self, CreatedProjectView, WorkspaceView};
 use crate::app::App;
-use crate::audit::{self, Actor};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::workspace::inventory;
+use crate::workspace::ops;
 use crate::workspace::projects::{self, Template};
 use serde::Deserialize;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a create waits for a running turn in an existing directory before a 409.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,67 +53,25 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 }
 
 /// `POST /management/v1/projects` `{name, template?, provider?, force?}`: creates the project
-/// (201), or initializes an existing directory (200; with `force` when it has no metadata).
-/// Audited as `project.created` or `project.initialized`.
-pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+/// (201), or with `force` initializes a directory that exists (200); an existing directory
+/// without `force` is a 409 (`workspace::projects::create`).
+pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let body: CreateProject = request.json()?;
     let name = body
         .name
         .ok_or_else(|| Error::bad_param("name", "`name` is required"))?;
-    projects::validate_name(&name)?;
-    let template = body
-        .template
-        .unwrap_or_else(|| app.config.workspace.default_template.clone());
     let provider = body.provider.or(body.default_provider);
-    let root = &app.config.workspace.root;
-    crate::datadir::ensure_private_dir(root)?;
-    let dir = root
-        .canonicalize()
-        .map_err(|e| Error::io(root, e))?
-        .join(&name);
-    let _guard = app.turn_locks.workspace(&dir, LOCK_WAIT).ok_or_else(|| {
-        Error::Conflict(format!(
-            "a turn is running in {name}; retry when it finishes"
-        ))
-    })?;
     let info = projects::create(
-        root,
-        &app.config.host,
-        &app.sandbox,
-        &name,
-        &template,
-        provider.as_deref(),
-        "operator",
-        body.force.unwrap_or(false),
+        &ops::Context::of(app),
+        projects::NewProject {
+            name: &name,
+            template: body.template.as_deref(),
+            provider: provider.as_deref(),
+            force: body.force.unwrap_or(false),
+        },
+        &principal.actor(),
+        Some(&request.request_id),
     )?;
-    let action = if info.created {
-        "project.created"
-    } else {
-        "project.initialized"
-    };
-    app.store.write(|tx| {
-        audit::record(
-            tx,
-            audit::Record {
-                actor: &Actor::Operator,
-                action,
-                target_type: "project",
-                target_id: &info.meta.name,
-                before: None,
-                after: Some(json!({
-                    "name": info.meta.name,
-                    "path": info.path.display().to_string(),
-                    "relative_path": info.relative_path,
-                    "template": info.meta.template,
-                    "provider": info.meta.provider,
-                    "created": info.created,
-                    "metadata_path": info.meta.metadata_path.display().to_string(),
-                })),
-                request_id: Some(&request.request_id),
-            },
-        )
-    })?;
-    log::info!("{action}: {} ({})", info.meta.name, info.path.display());
     let record = project_record(app, &info)?;
     let data = wire::json(&CreatedProjectView {
         workspace: WorkspaceView::from(&record),

@@ -7,8 +7,8 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::store;
+use crate::workspace::ops;
 use serde_json::json;
-use std::path::Path;
 use std::sync::Arc;
 
 /// `GET /management/v1/sessions?user_id=&limit=`.
@@ -38,25 +38,12 @@ pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
 /// `DELETE /management/v1/sessions/{id}`: wipes the session and its turns (files are kept).
 pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let id = request.param("id")?;
-    app.store.write(|tx| {
-        let session = store::sessions::get(tx, id)?
-            .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        store::sessions::delete(tx, id)?;
-        crate::audit::record(
-            tx,
-            crate::audit::Record {
-                actor: &principal.actor(),
-                action: "session.wiped",
-                target_type: "session",
-                target_id: id,
-                before: Some(crate::audit::state(&crate::audit::SessionState::from(
-                    &session,
-                ))?),
-                after: None,
-                request_id: Some(&request.request_id),
-            },
-        )
-    })?;
+    ops::wipe_session(
+        &app.store,
+        id,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({"id": id, "wiped": true}),
@@ -66,12 +53,7 @@ pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<
 /// `GET /management/v1/sessions/{id}/turns/{n}/diff`: the files and unified diff of one turn.
 pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
-    let (before, after) = trees(&turn)?;
-    let snapshots = crate::workspace::Snapshots::of(
-        &app.config.storage.data_dir,
-        Path::new(&turn.workspace_path),
-    );
-    let (changes, diff) = snapshots.diff(&app.config.host, &before, &after)?;
+    let (changes, diff) = ops::turn_diff(&ops::Context::of(app), &turn)?;
     Ok(Response::envelope(
         &request.request_id,
         json!({
@@ -84,46 +66,22 @@ pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> R
 }
 
 /// `POST /management/v1/sessions/{id}/turns/{n}/revert`: restores the workspace to before that
-/// turn (with the workspace's own index in the gateway's snapshot store) and records
-/// `turn.reverted` with the tree it replaced, so a revert can itself be undone.
+/// turn (`workspace::ops::revert`: under the workspace lock, audited as `turn.reverted`).
 pub fn turn_revert(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
-    let (before, _) = trees(&turn)?;
-    let workspace = Path::new(&turn.workspace_path);
-    let timeout = std::time::Duration::from_secs(app.config.workspace.lock_timeout_seconds);
-    let _guard = app
-        .turn_locks
-        .workspace(workspace, timeout)
-        .ok_or_else(|| {
-            Error::Conflict("a turn is running in this workspace; retry when it finishes".into())
-        })?;
-    let snapshots = crate::workspace::Snapshots::of(&app.config.storage.data_dir, workspace);
-    let replaced = snapshots.restore(&app.config.host, &before)?;
-    app.store.write(|tx| {
-        crate::audit::record(
-            tx,
-            crate::audit::Record {
-                actor: &principal.actor(),
-                action: "turn.reverted",
-                target_type: "turn",
-                target_id: &turn.id,
-                before: Some(json!({"tree": replaced.tree})),
-                after: Some(json!({"tree": before.tree, "workspace_path": turn.workspace_path})),
-                request_id: Some(&request.request_id),
-            },
-        )
-    })?;
-    log::info!(
-        "reverted workspace {} to before turn {}",
-        workspace.display(),
-        turn.id
-    );
+    ops::revert(
+        &ops::Context::of(app),
+        &turn,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({"reverted": true, "turn_id": turn.id, "workspace": turn.workspace_path}),
     ))
 }
 
+/// The turn `{turn}` of session `{id}`; a 400 naming `turn` when it is not a number.
 fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
     let id = request.param("id")?;
     let index_text = request.param("turn")?;
@@ -133,18 +91,4 @@ fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
     app.store
         .read(|conn| store::turns::get(conn, id, index))?
         .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
-}
-
-fn trees(
-    turn: &store::turns::Turn,
-) -> Result<(crate::workspace::Snapshot, crate::workspace::Snapshot)> {
-    match (&turn.before_tree, &turn.after_tree) {
-        (Some(before), Some(after)) => Ok((
-            crate::workspace::Snapshot::from_tree(before),
-            crate::workspace::Snapshot::from_tree(after),
-        )),
-        _ => Err(Error::Conflict(
-            "this turn has no workspace snapshots".into(),
-        )),
-    }
 }
