@@ -59,7 +59,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         None => {
             let asked = super::wants_help(&mut args, HELP);
             if !asked {
-                print!("{HELP}");
+                out!("{HELP}");
             }
             Ok(if asked { 0 } else { 2 })
         }
@@ -120,13 +120,13 @@ fn create(mut args: pico_args::Arguments) -> Result<i32> {
     } else {
         "Initialized"
     };
-    println!("{verb} project: {}", info.meta.name);
-    println!("Path: {}", info.path.display());
-    println!("Template: {}", info.meta.template);
+    outln!("{verb} project: {}", info.meta.name);
+    outln!("Path: {}", info.path.display());
+    outln!("Template: {}", info.meta.template);
     if let Some(provider) = &info.meta.provider {
-        println!("Default provider: {provider}");
+        outln!("Default provider: {provider}");
     }
-    println!("Metadata: {}", info.meta.metadata_path.display());
+    outln!("Metadata: {}", info.meta.metadata_path.display());
     Ok(0)
 }
 
@@ -139,15 +139,17 @@ fn list(mut args: pico_args::Arguments) -> Result<i32> {
     let config = Config::load(&overrides)?;
     let found = projects::list(&config.workspace.root)?;
     if found.is_empty() {
-        println!("No Codara projects found.");
+        outln!("No Codara projects found.");
         return Ok(0);
     }
-    println!("{:<24} {:<10} Relative Path", "Name", "Template");
-    println!("{}", "-".repeat(70));
+    outln!("{:<24} {:<10} Relative Path", "Name", "Template");
+    outln!("{}", "-".repeat(70));
     for project in found {
-        println!(
+        outln!(
             "{:<24} {:<10} {}",
-            project.meta.name, project.meta.template, project.relative_path
+            project.meta.name,
+            project.meta.template,
+            project.relative_path
         );
     }
     Ok(0)
@@ -179,34 +181,34 @@ fn info(mut args: pico_args::Arguments) -> Result<i32> {
     store.read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
     let meta = &project.meta;
     let git = &record.git;
-    println!("Name: {}", meta.name);
-    println!("Path: {}", project.path.display());
-    println!("Template: {}", meta.template);
-    println!(
+    outln!("Name: {}", meta.name);
+    outln!("Path: {}", project.path.display());
+    outln!("Template: {}", meta.template);
+    outln!(
         "Default provider: {}",
         meta.provider.as_deref().unwrap_or("n/a")
     );
-    println!(
+    outln!(
         "Created: {} by {}",
         meta.created_at.as_deref().unwrap_or("unknown"),
         meta.created_by.as_deref().unwrap_or("unknown")
     );
-    println!("Git repo: {}", if git.is_git_repo { "yes" } else { "no" });
+    outln!("Git repo: {}", if git.is_git_repo { "yes" } else { "no" });
     if git.is_git_repo {
-        println!("Branch: {}", git.branch.as_deref().unwrap_or("n/a"));
+        outln!("Branch: {}", git.branch.as_deref().unwrap_or("n/a"));
         match (&git.short_commit, &git.head_summary) {
-            (Some(commit), Some(summary)) => println!("Head: {commit} {summary}"),
-            _ => println!("Head: no commits"),
+            (Some(commit), Some(summary)) => outln!("Head: {commit} {summary}"),
+            _ => outln!("Head: no commits"),
         }
         let dirty = match git.dirty {
             Some(true) => "yes",
             Some(false) => "no",
             None => "unknown (needs the sandbox)",
         };
-        println!("Dirty: {dirty}");
+        outln!("Dirty: {dirty}");
     }
-    println!("Workspace id: {}", record.id);
-    println!("Bound sessions: {}", record.bound_sessions_count);
+    outln!("Workspace id: {}", record.id);
+    outln!("Bound sessions: {}", record.bound_sessions_count);
     Ok(0)
 }
 
