@@ -245,3 +245,77 @@ pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
         wire::json(&IssuedKeyView::from(&issued))?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testing::{self, TestApp};
+
+    /// The fields `POST /management/v1/users` needs, and what `PATCH` does with `null`.
+    #[test]
+    fn create_and_update() {
+        let test = TestApp::new();
+        for (body, expected) in [
+            (r#"{"display_name":"A"}"#, "400 email: `email` is required"),
+            (
+                r#"{"email":"a@example.com"}"#,
+                "400 display_name: `display_name` is required",
+            ),
+            (
+                r#"{"email":"nope","display_name":"A"}"#,
+                "400 email: `email` must be a valid address like name@example.com",
+            ),
+            (
+                r#"{"email":"a@example.com","display_name":"A","key_expires_at":"soon"}"#,
+                "400 key_expires_at: `key_expires_at` must be an RFC 3339 time, got `soon`",
+            ),
+            (
+                r#"{"email":"a@example.com","display_name":"A","role":"admin"}"#,
+                "400 role: invalid JSON body: unknown field `role`, expected one of `email`, \
+                 `display_name`, `max_concurrency`, `daily_token_budget`, `key_label`, \
+                 `key_expires_at` at line 1 column 50",
+            ),
+        ] {
+            let got = testing::error(test.operator("POST", "/management/v1/users", Some(body)));
+            assert_eq!(got, expected, "{body}");
+        }
+        let created = test
+            .operator(
+                "POST",
+                "/management/v1/users",
+                Some(r#"{"email":"A@Example.com","display_name":"A","daily_token_budget":500}"#),
+            )
+            .unwrap();
+        let (status, body) = testing::json(created);
+        assert_eq!(status, 201);
+        let data = &body["data"];
+        assert_eq!(data["email"], "a@example.com");
+        assert_eq!(data["daily_token_budget"], 500);
+        assert!(data["api_key"]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("uagk_live_"));
+        assert_eq!(data["api_key"]["status"], "active");
+        let url = format!("/management/v1/users/{}", data["id"].as_str().unwrap());
+        // An absent field stays; `null` clears the budget.
+        let (_, body) = testing::json(
+            test.operator("PATCH", &url, Some(r#"{"display_name":"B"}"#))
+                .unwrap(),
+        );
+        assert_eq!(
+            (
+                body["data"]["display_name"].as_str(),
+                body["data"]["daily_token_budget"].as_i64()
+            ),
+            (Some("B"), Some(500))
+        );
+        let (_, body) = testing::json(
+            test.operator("PATCH", &url, Some(r#"{"daily_token_budget":null}"#))
+                .unwrap(),
+        );
+        assert!(body["data"]["daily_token_budget"].is_null());
+        assert_eq!(
+            testing::error(test.operator("GET", "/management/v1/users/uag_usr_nope", None)),
+            "404 -: no user uag_usr_nope"
+        );
+    }
+}

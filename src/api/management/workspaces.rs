@@ -131,3 +131,62 @@ fn check_confirmation(request: &Request, relative: &str) -> Result<()> {
 fn resolve(app: &App, request: &Request) -> Result<Resolved> {
     inventory::resolve(&app.config.workspace.root, request.param("id")?)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testing::{self, TestApp};
+    use crate::workspace::inventory::encode_id;
+    use std::path::Path;
+
+    /// A delete names the workspace's relative path in `confirm`, and nothing happens until it
+    /// does.
+    #[test]
+    fn delete_needs_the_relative_path_as_confirmation() {
+        let test = TestApp::new();
+        let dir = test.app.config.workspace.root.join("team/app");
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!(
+            "/management/v1/workspaces/{}",
+            encode_id(Path::new("team/app"))
+        );
+        for (body, expected) in [
+            (
+                None,
+                "400 confirm: `confirm` is required: send {\"confirm\": \"team/app\"} (the \
+                 workspace's relative path) to delete it from disk",
+            ),
+            (
+                Some("{}"),
+                "400 confirm: `confirm` is required: send {\"confirm\": \"team/app\"} (the \
+                 workspace's relative path) to delete it from disk",
+            ),
+            (
+                Some(r#"{"confirm":"team"}"#),
+                "400 confirm: `confirm` does not match the workspace's relative path `team/app`",
+            ),
+            (
+                Some(r#"{"confirm":"team/app","force":true}"#),
+                "400 force: invalid JSON body: \
+                unknown field `force`, expected `confirm` at line 1 column 29",
+            ),
+        ] {
+            assert_eq!(
+                testing::error(test.operator("DELETE", &url, body)),
+                expected
+            );
+            assert!(dir.is_dir());
+        }
+        let (status, body) = testing::json(
+            test.operator("DELETE", &url, Some(r#"{"confirm":"team/app"}"#))
+                .unwrap(),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["workspace_deleted"], true);
+        assert_eq!(body["data"]["relative_path"], "team/app");
+        assert!(!dir.exists());
+        assert_eq!(
+            testing::error(test.operator("DELETE", &url, Some(r#"{"confirm":"team/app"}"#))),
+            "404 -: workspace not found: team/app"
+        );
+    }
+}
