@@ -11,9 +11,9 @@ use crate::audit::{self, Actor};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::pool::{self, select::AccountSnapshot};
-use crate::store::{self, accounts::Account};
+use crate::store::{self, accounts::Account, accounts::AccountStatus};
 use crate::vault::Vault;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,7 @@ pub fn add(
             .unwrap_or_else(|| input.id.clone()),
         enabled: true,
         cli_primary: false,
-        status: "ready".to_string(),
+        status: AccountStatus::Ready,
         sealed_credential: vault.seal(validated.normalized.as_bytes())?,
         access_token_expires_at: validated.access_token_expires_at_ms,
         plan: validated.plan.clone(),
@@ -99,7 +99,7 @@ pub fn add(
                 target_type: "account",
                 target_id: &account.id,
                 before: None,
-                after: Some(account_json(&account, now)),
+                after: Some(audit::state(&audit::AccountState::new(&account, now))?),
                 request_id,
             },
         )
@@ -137,8 +137,8 @@ fn change(
                 action,
                 target_type: "account",
                 target_id: id,
-                before: Some(account_json(&before, now)),
-                after: Some(account_json(&account, now)),
+                before: Some(audit::state(&audit::AccountState::new(&before, now))?),
+                after: Some(audit::state(&audit::AccountState::new(&account, now))?),
                 request_id,
             },
         )?;
@@ -195,7 +195,7 @@ pub fn recover(
         actor,
         request_id,
         |account, _| {
-            account.status = "ready".to_string();
+            account.status = AccountStatus::Ready;
             account.cooldown_until = None;
             account.consecutive_failures = 0;
             account.last_error = None;
@@ -248,7 +248,10 @@ pub fn remove(
                 action: "account.removed",
                 target_type: "account",
                 target_id: id,
-                before: Some(account_json(&account, clock::now_ms())),
+                before: Some(audit::state(&audit::AccountState::new(
+                    &account,
+                    clock::now_ms(),
+                ))?),
                 after: None,
                 request_id,
             },
@@ -275,10 +278,10 @@ pub fn home(data_dir: &Path, provider: &str, account: Option<&str>, user_id: &st
 /// The pure view `pool::select` works on.
 pub fn snapshot(account: &Account) -> AccountSnapshot {
     use pool::select::{Status, Window};
-    let status = match account.status.as_str() {
-        "needs_reauth" => Status::NeedsReauth,
-        "error" => Status::Error,
-        _ => match account.cooldown_until {
+    let status = match account.status {
+        AccountStatus::NeedsReauth => Status::NeedsReauth,
+        AccountStatus::Error => Status::Error,
+        AccountStatus::Ready | AccountStatus::Cooldown => match account.cooldown_until {
             Some(until_ms) => Status::Cooldown { until_ms },
             None => Status::Ready,
         },
@@ -479,8 +482,8 @@ pub fn record_success(store: &store::Store, id: &str) -> Result<()> {
             let now = clock::now_ms();
             account.last_used_at = Some(now);
             account.consecutive_failures = 0;
-            if account.status == "cooldown" {
-                account.status = "ready".into();
+            if account.status == AccountStatus::Cooldown {
+                account.status = AccountStatus::Ready;
                 account.cooldown_until = None;
             }
             account.updated_at = now;
@@ -496,12 +499,12 @@ pub fn record_failure(store: &store::Store, id: &str, message: &str) -> Result<b
     let failure = pool::cooldown::classify(message, now);
     let (status, action) = match failure {
         pool::cooldown::Failure::Other => return Ok(false),
-        pool::cooldown::Failure::Auth => ("needs_reauth", "account.needs_reauth"),
-        pool::cooldown::Failure::RateLimit { .. } => ("cooldown", "account.cooldown"),
+        pool::cooldown::Failure::Auth => (AccountStatus::NeedsReauth, "account.needs_reauth"),
+        pool::cooldown::Failure::RateLimit { .. } => (AccountStatus::Cooldown, "account.cooldown"),
     };
     let short: String = message.chars().take(300).collect();
     change(store, id, action, &Actor::System, None, |account, now| {
-        account.status = status.to_string();
+        account.status = status;
         account.last_error = Some(short);
         account.last_used_at = Some(now);
         if let pool::cooldown::Failure::RateLimit { resets_at_ms } = failure {
@@ -516,36 +519,23 @@ pub fn record_failure(store: &store::Store, id: &str, message: &str) -> Result<b
     Ok(true)
 }
 
-/// The wire/audit form (never the credential).
-pub fn account_json(account: &Account, now_ms: i64) -> Value {
-    let time = |t: Option<i64>| t.map(clock::rfc3339);
-    let snapshot = snapshot(account);
-    let cooling = account.cooldown_until.filter(|until| *until > now_ms);
-    let window = |used: Option<f64>, resets: Option<i64>| match used {
-        Some(used) => json!({"used_percent": used, "resets_at": time(resets)}),
-        None => Value::Null,
-    };
-    json!({
-        "id": account.id,
-        "provider": account.provider,
-        "auth_type": account.auth_type,
-        "label": account.label,
-        "enabled": account.enabled,
-        "cli_primary": account.cli_primary,
-        "status": if account.status == "cooldown" && cooling.is_none() { "ready" } else { account.status.as_str() },
-        "usable": pool::select::is_usable(&snapshot, now_ms),
-        "cooldown_until": time(cooling),
-        "last_error": account.last_error,
-        "last_used_at": time(account.last_used_at),
-        "access_token_expires_at": time(account.access_token_expires_at),
-        "plan": account.plan,
-        "quota": {
-            "five_hour": window(account.five_hour_used_percent, account.five_hour_resets_at),
-            "weekly": window(account.weekly_used_percent, account.weekly_resets_at),
-            "checked_at": time(account.usage_checked_at),
-        },
-        "created_at": clock::rfc3339(account.created_at),
-    })
+/// The end of the account's cooldown, while it lasts at `now_ms`.
+pub fn cooling_until(account: &Account, now_ms: i64) -> Option<i64> {
+    account.cooldown_until.filter(|until| *until > now_ms)
+}
+
+/// The status operators see at `now_ms`: a cooldown that has ended reads `ready` (the stored
+/// status changes at the account's next success).
+pub fn effective_status(account: &Account, now_ms: i64) -> AccountStatus {
+    match account.status {
+        AccountStatus::Cooldown if cooling_until(account, now_ms).is_none() => AccountStatus::Ready,
+        status => status,
+    }
+}
+
+/// Whether selection would consider the account at `now_ms`.
+pub fn is_usable(account: &Account, now_ms: i64) -> bool {
+    pool::select::is_usable(&snapshot(account), now_ms)
 }
 
 /// The outcome of one account's usage refresh.

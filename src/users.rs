@@ -8,8 +8,7 @@
 use crate::audit::{self, Actor};
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::store::{self, api_keys::ApiKey, users::User};
-use serde_json::{json, Value};
+use crate::store::{self, api_keys::ApiKey, api_keys::KeyStatus, users::User, users::UserStatus};
 use std::path::Path;
 
 /// The prefix every user API key starts with.
@@ -142,7 +141,7 @@ pub fn create(
         id: id.clone(),
         email: email.clone(),
         display_name: input.display_name.trim().to_string(),
-        status: "active".to_string(),
+        status: UserStatus::Active,
         workspace_path: dir.display().to_string(),
         max_concurrency: input
             .max_concurrency
@@ -174,7 +173,7 @@ pub fn create(
                 target_type: "user",
                 target_id: &user.id,
                 before: None,
-                after: Some(user_json(&user)),
+                after: Some(audit::state(&audit::UserState::from(&user))?),
                 request_id,
             },
         )?;
@@ -186,7 +185,7 @@ pub fn create(
                 target_type: "api_key",
                 target_id: &issued.key.id,
                 before: None,
-                after: Some(key_json(&issued.key)),
+                after: Some(audit::state(&audit::KeyState::from(&issued.key))?),
                 request_id,
             },
         )?;
@@ -243,7 +242,7 @@ pub fn issue_key(
         key_hash: crate::crypto::sha256_hex(raw.as_bytes()),
         key_prefix: raw[..KEY_PREFIX.len() + 4].to_string(),
         label: label.map(str::to_string),
-        status: "active".to_string(),
+        status: KeyStatus::Active,
         created_at: now,
         expires_at,
         last_used_at: None,
@@ -282,8 +281,8 @@ fn change(
                 action,
                 target_type: "user",
                 target_id: id,
-                before: Some(user_json(&before)),
-                after: Some(user_json(&user)),
+                before: Some(audit::state(&audit::UserState::from(&before))?),
+                after: Some(audit::state(&audit::UserState::from(&user))?),
                 request_id,
             },
         )?;
@@ -305,7 +304,7 @@ pub fn update(
         patch.daily_token_budget.flatten(),
     )?;
     change(store, id, "user.updated", actor, request_id, |user| {
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict("a deleted user cannot be changed".into()));
         }
         if let Some(name) = patch.display_name {
@@ -335,12 +334,16 @@ pub fn set_suspended(
         "user.unsuspended"
     };
     change(store, id, action, actor, request_id, |user| {
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict(
                 "a deleted user cannot be suspended or reactivated".into(),
             ));
         }
-        user.status = if suspended { "suspended" } else { "active" }.to_string();
+        user.status = if suspended {
+            UserStatus::Suspended
+        } else {
+            UserStatus::Active
+        };
         Ok(())
     })
 }
@@ -356,19 +359,21 @@ pub fn delete(
     store.write(|tx| {
         let before =
             store::users::get(tx, id)?.ok_or_else(|| Error::NotFound(format!("no user {id}")))?;
-        if before.status == "deleted" {
+        if before.status == UserStatus::Deleted {
             return Err(Error::Conflict("this user is already deleted".into()));
         }
         let now = clock::now_ms();
         let mut user = before.clone();
-        user.status = "deleted".to_string();
+        user.status = UserStatus::Deleted;
         user.updated_at = now;
         store::users::update(tx, &user)?;
         let keys_revoked = store::api_keys::revoke_all(tx, id, now)?;
         let sessions_ended = store::sessions::delete_for_user(tx, id)?;
-        let mut after = user_json(&user);
-        after["keys_revoked"] = json!(keys_revoked);
-        after["sessions_ended"] = json!(sessions_ended);
+        let after = audit::state(&audit::UserDeletedState {
+            user: audit::UserState::from(&user),
+            keys_revoked,
+            sessions_ended,
+        })?;
         audit::record(
             tx,
             audit::Record {
@@ -376,7 +381,7 @@ pub fn delete(
                 action: "user.deleted",
                 target_type: "user",
                 target_id: id,
-                before: Some(user_json(&before)),
+                before: Some(audit::state(&audit::UserState::from(&before))?),
                 after: Some(after),
                 request_id,
             },
@@ -397,7 +402,7 @@ pub fn create_key(
     store.write(|tx| {
         let user = store::users::get(tx, user_id)?
             .ok_or_else(|| Error::NotFound(format!("no user {user_id}")))?;
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict("a deleted user cannot get keys".into()));
         }
         let issued = issue_key(tx, user_id, label, expires_at, clock::now_ms())?;
@@ -409,7 +414,7 @@ pub fn create_key(
                 target_type: "api_key",
                 target_id: &issued.key.id,
                 before: None,
-                after: Some(key_json(&issued.key)),
+                after: Some(audit::state(&audit::KeyState::from(&issued.key))?),
                 request_id,
             },
         )?;
@@ -437,8 +442,8 @@ pub fn revoke_key(
                 action: "user.key.revoked",
                 target_type: "api_key",
                 target_id: key_id,
-                before: Some(key_json(&key)),
-                after: Some(key_json(&after)),
+                before: Some(audit::state(&audit::KeyState::from(&key))?),
+                after: Some(audit::state(&audit::KeyState::from(&after))?),
                 request_id,
             },
         )?;
@@ -457,12 +462,12 @@ pub fn rotate_key(
     store.write(|tx| {
         let user = store::users::get(tx, user_id)?
             .ok_or_else(|| Error::NotFound(format!("no user {user_id}")))?;
-        if user.status == "deleted" {
+        if user.status == UserStatus::Deleted {
             return Err(Error::Conflict("a deleted user cannot get keys".into()));
         }
         let old = store::api_keys::get(tx, user_id, key_id)?
             .ok_or_else(|| Error::NotFound(format!("no key {key_id}")))?;
-        if old.status != "active" {
+        if old.status != KeyStatus::Active {
             return Err(Error::Conflict(format!(
                 "key {key_id} is revoked; create a new key instead"
             )));
@@ -478,8 +483,8 @@ pub fn rotate_key(
                 action: "user.key.rotated",
                 target_type: "api_key",
                 target_id: key_id,
-                before: Some(key_json(&old)),
-                after: Some(key_json(&issued.key)),
+                before: Some(audit::state(&audit::KeyState::from(&old))?),
+                after: Some(audit::state(&audit::KeyState::from(&issued.key))?),
                 request_id,
             },
         )?;
@@ -507,12 +512,12 @@ pub fn authenticate(store: &store::Store, raw: &str) -> Result<Option<(User, Api
     };
     // The user's status comes first: deleting a user revokes its keys, and the caller should
     // still learn that the user is gone (403), not merely that the key is revoked.
-    match user.status.as_str() {
-        "suspended" => return Err(Error::Forbidden("this user is suspended".into())),
-        "deleted" => return Err(Error::Forbidden("this user was deleted".into())),
-        _ => {}
+    match user.status {
+        UserStatus::Suspended => return Err(Error::Forbidden("this user is suspended".into())),
+        UserStatus::Deleted => return Err(Error::Forbidden("this user was deleted".into())),
+        UserStatus::Active => {}
     }
-    if key.status != "active" {
+    if key.status != KeyStatus::Active {
         return Err(Error::Unauthorized("this API key was revoked".into()));
     }
     if key.expires_at.is_some_and(|at| at <= now) {
@@ -548,40 +553,6 @@ pub fn ensure_dashboard_admin(
     let (user, _discarded) = create(store, config, input, &Actor::System, None)?;
     log::info!("provisioned the Dashboard Admin user {}", user.id);
     Ok(user)
-}
-
-/// The wire/audit form of a user (no secrets).
-pub fn user_json(user: &User) -> Value {
-    json!({
-        "id": user.id,
-        "user_id": user.id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "status": user.status,
-        "workspace_path": user.workspace_path,
-        "max_concurrency": user.max_concurrency,
-        "daily_token_budget": user.daily_token_budget,
-        "created_by": user.created_by,
-        "created_at": clock::rfc3339(user.created_at),
-        "updated_at": clock::rfc3339(user.updated_at),
-    })
-}
-
-/// The wire/audit form of a key (never the hash or the raw key).
-pub fn key_json(key: &ApiKey) -> Value {
-    let time = |t: Option<i64>| t.map(clock::rfc3339);
-    json!({
-        "id": key.id,
-        "key_id": key.id,
-        "user_id": key.user_id,
-        "prefix": key.key_prefix,
-        "label": key.label,
-        "status": key.status,
-        "created_at": clock::rfc3339(key.created_at),
-        "expires_at": time(key.expires_at),
-        "last_used_at": time(key.last_used_at),
-        "revoked_at": time(key.revoked_at),
-    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ pub mod management;
 pub mod openai;
 pub mod params;
 pub mod responses;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod turn_input;
 pub mod user;
 pub mod wire;

@@ -27,8 +27,8 @@ pub fn models(app: &Arc<App>, _request: &Request, _principal: &Principal) -> Res
 
 /// `GET /v1/models/{id}`: one model object, or a 404 in the OpenAI shape.
 pub fn model(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    // Model ids may hold `/` (`opencode/big-pickle`): everything after `/v1/models/` is the id.
-    let id = request.path.trim_start_matches("/v1/models/");
+    // Model ids may hold `/` (`opencode/big-pickle`): the route binds the rest of the path.
+    let id = request.param("id")?;
     model_list(app)
         .into_iter()
         .find(|m| m["id"] == id)
@@ -53,13 +53,23 @@ fn model_list(app: &App) -> Vec<Value> {
     data
 }
 
-/// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is installed.
+/// `GET /v1/user/providers/models`: per provider, its models, default, and whether its CLI is
+/// installed, as an OpenAI-style list.
 pub fn provider_models(
     app: &Arc<App>,
-    request: &Request,
+    _request: &Request,
     _principal: &Principal,
 ) -> Result<Response> {
-    let data: Vec<Value> = app
+    Ok(Response::json(
+        200,
+        &json!({"object": "list", "data": provider_inventory(app)}),
+    ))
+}
+
+/// Each configured provider: its models, default, alias, and whether its CLI is installed (the
+/// management plane serves the same list in its envelope).
+pub fn provider_inventory(app: &App) -> Vec<Value> {
+    app
         .config
         .providers
         .iter()
@@ -76,15 +86,7 @@ pub fn provider_models(
                 "binary": binary.map(|p| p.display().to_string()).unwrap_or_else(|| provider.binary.clone()),
             })
         })
-        .collect();
-    let body = json!({"object": "list", "data": data});
-    if request.path.starts_with("/management/") {
-        return Ok(Response::envelope(
-            &request.request_id,
-            body["data"].clone(),
-        ));
-    }
-    Ok(Response::json(200, &body))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -379,4 +381,244 @@ fn usage_json(outcome: &TurnOutcome) -> Value {
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PNG: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+
+    /// `messages` → one `role: "text" [images]` line per message, or `<status> <param>: <message>`.
+    fn check(messages: Value, expected: &str) {
+        let raw = messages.as_array().expect("an array of messages");
+        let got = match parse_messages(raw, false) {
+            Ok(messages) => messages
+                .iter()
+                .map(|m| {
+                    let images: Vec<&str> = m.images.iter().map(|i| i.mime.as_str()).collect();
+                    if images.is_empty() {
+                        format!("{}: {:?}", m.role, m.text)
+                    } else {
+                        format!("{}: {:?} {images:?}", m.role, m.text)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => format!("{} {}: {e}", e.status(), e.param().unwrap_or("-")),
+        };
+        assert_eq!(got, expected, "{messages}");
+    }
+
+    #[test]
+    fn chat_messages() {
+        check(
+            json!([]),
+            "400 messages: `messages` must contain at least one message",
+        );
+        check(json!([{"role": "user", "content": "hi"}]), r#"user: "hi""#);
+        check(
+            json!([
+                {"role": "system", "content": "be brief"},
+                {"role": "developer", "content": "use tabs"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": null},
+                {"role": "assistant"},
+                {"role": "tool", "content": "exit 0"},
+            ]),
+            "system: \"be brief\"\ndeveloper: \"use tabs\"\nuser: \"a\\nb\"\nassistant: \"\"\n\
+             assistant: \"\"\ntool: \"exit 0\"",
+        );
+        // Responses-style text parts are read in chat messages too.
+        check(
+            json!([{"role": "user", "content": [{"type": "input_text", "text": "x"}, {"type": "output_text", "text": "y"}]}]),
+            r#"user: "x\ny""#,
+        );
+        check(
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": PNG}},
+            ]}]),
+            r#"user: "look" ["image/png"]"#,
+        );
+        check(json!([{"role": "user", "content": []}]), r#"user: """#);
+    }
+
+    #[test]
+    fn chat_message_refusals_name_the_field() {
+        check(
+            json!([{"content": "x"}]),
+            "400 messages[0].role: each message needs a string `role`",
+        );
+        check(
+            json!([{"role": "user", "content": "ok"}, {"role": 7, "content": "x"}]),
+            "400 messages[1].role: each message needs a string `role`",
+        );
+        check(
+            json!([{"role": "robot", "content": "x"}]),
+            "400 messages[0].role: unknown role `robot`; expected system, developer, user, \
+             assistant or tool",
+        );
+        check(
+            json!([{"role": "user"}]),
+            "400 messages[0].content: `content` must be a string or an array of content parts",
+        );
+        check(
+            json!([{"role": "user", "content": 5}]),
+            "400 messages[0].content: `content` must be a string or an array of content parts",
+        );
+        check(
+            json!([{"role": "user", "content": [{"text": "x"}]}]),
+            "400 messages[0].content[0]: each content part needs a `type`",
+        );
+        check(
+            json!([{"role": "user", "content": [{"type": "text", "text": 1}]}]),
+            "400 messages[0].content[0]: a text part needs a string `text`",
+        );
+        check(
+            json!([{"role": "system", "content": [{"type": "image_url", "image_url": {"url": PNG}}]}]),
+            "400 messages[0].content[0]: image parts are accepted in user messages, not system",
+        );
+        check(
+            json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]),
+            "400 messages[0].content[0]: the URL scheme `file` is not accepted; send a data: URL \
+             or an http(s) URL",
+        );
+    }
+
+    /// `response_format` → `text`, `json_object`, `json_schema <name>`, or the 400.
+    #[test]
+    fn response_formats() {
+        let check = |value: Value, expected: &str| {
+            let got = match response_format(Some(&value), "response_format") {
+                Ok(OutputFormat::Text) => "text".to_string(),
+                Ok(OutputFormat::JsonObject) => "json_object".to_string(),
+                Ok(OutputFormat::JsonSchema { name, .. }) => format!("json_schema {name}"),
+                Err(e) => format!("{} {}: {e}", e.status(), e.param().unwrap_or("-")),
+            };
+            assert_eq!(got, expected, "{value}");
+        };
+        check(Value::Null, "text");
+        check(json!({"type": "text"}), "text");
+        check(json!({"type": "json_object"}), "json_object");
+        check(
+            json!({"type": "json_schema", "json_schema": {"name": "pet", "schema": {"type": "object"}}}),
+            "json_schema pet",
+        );
+        check(
+            json!({"type": "json_schema", "json_schema": {"schema": {}}}),
+            "json_schema response",
+        );
+        check(
+            json!({"type": "json_schema"}),
+            "400 response_format.json_schema: `json_schema` is required for type json_schema",
+        );
+        check(
+            json!({"type": "json_schema", "json_schema": {"schema": "x"}}),
+            "400 response_format.json_schema.schema: `schema` must be a JSON Schema object",
+        );
+        check(
+            json!({"type": "yaml"}),
+            "400 response_format.type: unknown response format `yaml`; expected text, \
+             json_object or json_schema",
+        );
+        check(json!({}), "400 response_format.type: `type` is required");
+    }
+
+    /// What `POST /v1/chat/completions` refuses before anything runs, naming the field.
+    #[test]
+    fn chat_completions_refusals() {
+        let test = crate::api::testing::TestApp::new();
+        let user = r#"[{"role":"user","content":"hi"}]"#;
+        for (body, expected) in [
+            ("", "400 -: request body is empty; send a JSON object"),
+            (
+                r#"{"model":"uag-codex"}"#,
+                "400 messages: `messages` is required",
+            ),
+            (
+                &format!(r#"{{"model":"uag-codex","messages":{user},"n":2}}"#),
+                "400 n: `n` must be 1: an agent turn runs once and changes the workspace once",
+            ),
+            (
+                &format!(
+                    r#"{{"model":"uag-codex","messages":{user},"tools":[{{"type":"function"}}]}}"#
+                ),
+                "400 tools: `tools` is not supported: the agent uses its own tools (files, shell) \
+                 in its workspace; client-defined tools are not passed through",
+            ),
+            (
+                r#"{"model":"uag-codex","messages":[{"role":"system","content":"only rules"}]}"#,
+                "400 messages: the conversation must contain at least one user message",
+            ),
+            (
+                &format!(r#"{{"model":"gpt-4o","messages":{user}}}"#),
+                "400 model: unknown model `gpt-4o`; GET /v1/models lists them",
+            ),
+            (
+                &format!(r#"{{"model":"uag-codex","messages":{user},"client_session_id":""}}"#),
+                "400 client_session_id: `client_session_id` must be 1-256 printable characters",
+            ),
+            (
+                &format!(
+                    r#"{{"model":"uag-codex","messages":{user},"response_format":{{"type":"xml"}}}}"#
+                ),
+                "400 response_format.type: unknown response format `xml`; expected text, \
+                 json_object or json_schema",
+            ),
+        ] {
+            let got = crate::api::testing::error(test.operator(
+                "POST",
+                "/v1/chat/completions",
+                Some(body),
+            ));
+            assert_eq!(got, expected, "{body}");
+        }
+        // `n: 1`, empty tool lists and nulls are accepted (and fail later on the missing CLI).
+        let body = format!(
+            r#"{{"model":"uag-codex","messages":{user},"n":1,"tools":[],"tool_choice":null}}"#
+        );
+        let got =
+            crate::api::testing::error(test.operator("POST", "/v1/chat/completions", Some(&body)));
+        assert!(got.starts_with("503"), "{got}");
+    }
+
+    /// `GET /v1/models/{*id}`: ids with a `/` are one id.
+    #[test]
+    fn models_by_id() {
+        let test = crate::api::testing::TestApp::new();
+        for (url, expected) in [
+            ("/v1/models/gpt-5", "gpt-5 codex"),
+            ("/v1/models/uag-gemini", "uag-gemini gemini"),
+            (
+                "/v1/models/opencode/big-pickle",
+                "opencode/big-pickle opencode",
+            ),
+            (
+                "/v1/models/opencode%2Fbig-pickle",
+                "opencode/big-pickle opencode",
+            ),
+            (
+                "/v1/models/gpt-4o",
+                "404 -: the model `gpt-4o` does not exist",
+            ),
+            (
+                "/v1/models/a/b/c",
+                "404 -: the model `a/b/c` does not exist",
+            ),
+        ] {
+            let got = match test.operator("GET", url, None) {
+                Ok(response) => {
+                    let (_, body) = crate::api::testing::json(response);
+                    format!(
+                        "{} {}",
+                        body["id"].as_str().unwrap(),
+                        body["owned_by"].as_str().unwrap()
+                    )
+                }
+                Err(e) => format!("{} {}: {e}", e.status(), e.param().unwrap_or("-")),
+            };
+            assert_eq!(got, expected, "{url}");
+        }
+    }
 }

@@ -1,19 +1,10 @@
-//! Reading path segments and common query parameters, with 4xx errors naming the parameter.
+//! Reading common query parameters (`limit`, `cursor`, times), with 4xx errors naming the
+//! parameter. Path parameters are bound by the router (`Request::param`).
 //!
-//! Shared by every handler that takes an id from the path or pages a list; must not know about
-//! any particular resource.
+//! Shared by every handler that pages a list; must not know about any particular resource.
 
 use crate::error::{Error, Result};
 use crate::http::Request;
-
-/// The path segment at `index` (0-based over non-empty segments); a missing one is a 404.
-pub fn segment(request: &Request, index: usize) -> Result<String> {
-    request
-        .segments()
-        .get(index)
-        .map(|s| s.to_string())
-        .ok_or_else(|| Error::NotFound("no such resource".to_string()))
-}
 
 /// `limit` between 1 and `max` (default 50).
 pub fn limit(request: &Request, max: i64) -> Result<i64> {

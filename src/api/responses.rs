@@ -10,7 +10,6 @@
 //! itself in `turns::engine`. Must not run SQL (`store::responses`, `store::turns` do).
 
 use crate::api::auth::Principal;
-use crate::api::params::segment;
 use crate::api::turn_input::{self, Prepared, TurnInput};
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -162,12 +161,12 @@ pub fn retrieve(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
             "a stored response cannot be streamed again; retrieve it without `stream`",
         ));
     }
-    let id = segment(request, 2)?;
+    let id = request.param("id")?;
     let owner = turn_input::owner(principal)?.id().to_string();
     let (record, turn) = app
         .store
         .read(|conn| {
-            let Some(record) = store::responses::get_owned(conn, &id, &owner)?.filter(|r| r.stored)
+            let Some(record) = store::responses::get_owned(conn, id, &owner)?.filter(|r| r.stored)
             else {
                 return Ok(None);
             };
@@ -210,10 +209,10 @@ pub fn retrieve(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
 /// retrieved or continued. The turn stays on record (it is the gateway's history of the
 /// workspace), and so does the CLI session other responses of the chain may still continue.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 2)?;
+    let id = request.param("id")?;
     let owner = turn_input::owner(principal)?.id().to_string();
     let deleted = app.store.write(|tx| {
-        let deleted = store::responses::delete_owned(tx, &id, &owner)?;
+        let deleted = store::responses::delete_owned(tx, id, &owner)?;
         if deleted {
             crate::audit::record(
                 tx,
@@ -221,7 +220,7 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
                     actor: &principal.actor(),
                     action: "response.deleted",
                     target_type: "response",
-                    target_id: &id,
+                    target_id: id,
                     before: None,
                     after: None,
                     request_id: Some(&request.request_id),

@@ -8,6 +8,7 @@
 
 use crate::api::auth::Principal;
 use crate::app::App;
+use crate::config::ProvidersConfig;
 use crate::error::{Error, Result};
 use crate::providers::Provider;
 use crate::turns::prompt::{Image, Message};
@@ -54,8 +55,9 @@ pub fn prepare(app: &App, principal: &Principal, input: TurnInput) -> Result<Pre
             "the conversation must contain at least one user message",
         ));
     }
-    let provider = resolve_provider(app, input.provider.as_deref(), input.model.as_deref())?;
-    let model = resolve_model(app, provider, input.model.as_deref())?;
+    let providers = &app.config.providers;
+    let provider = resolve_provider(providers, input.provider.as_deref(), input.model.as_deref())?;
+    let model = resolve_model(providers, provider, input.model.as_deref())?;
     if let Some(label) = &input.client_session_id {
         if label.is_empty() || label.len() > 256 || label.chars().any(char::is_control) {
             return Err(Error::bad_param(
@@ -259,11 +261,11 @@ pub fn stream_error(error: &Error) -> Value {
 
 /// Picks the provider from `provider` or from the model id/alias, with 400s naming the field.
 pub fn resolve_provider(
-    app: &App,
+    config: &ProvidersConfig,
     provider: Option<&str>,
     model: Option<&str>,
 ) -> Result<Provider> {
-    let providers = app.config.providers.iter();
+    let providers = config.iter();
     if let Some(wanted) = provider {
         let Some(provider) = Provider::from_name(wanted) else {
             return Err(Error::bad_param(
@@ -271,7 +273,7 @@ pub fn resolve_provider(
                 format!("unknown provider `{wanted}`; expected codex, gemini or opencode"),
             ));
         };
-        if !app.config.providers.get(provider).is_enabled() {
+        if !config.get(provider).is_enabled() {
             return Err(Error::bad_param(
                 "provider",
                 format!("provider `{wanted}` is disabled"),
@@ -286,7 +288,7 @@ pub fn resolve_provider(
         ));
     };
     if let Some(alias) = model.strip_prefix("uag-").and_then(Provider::from_name) {
-        if app.config.providers.get(alias).is_enabled() {
+        if config.get(alias).is_enabled() {
             return Ok(alias);
         }
     }
@@ -310,8 +312,12 @@ pub fn resolve_provider(
 
 /// The model id to run: the provider's default for no model or its `uag-` alias, else `model`
 /// itself, which must be one of the provider's configured `models` unless `allow_any_model`.
-pub fn resolve_model(app: &App, provider: Provider, model: Option<&str>) -> Result<String> {
-    let config = app.config.providers.get(provider);
+pub fn resolve_model(
+    providers: &ProvidersConfig,
+    provider: Provider,
+    model: Option<&str>,
+) -> Result<String> {
+    let config = providers.get(provider);
     match model {
         None | Some("") => Ok(config.default_model.clone()),
         Some(alias) if alias == format!("uag-{provider}") => Ok(config.default_model.clone()),
@@ -341,6 +347,128 @@ mod tests {
             "messages[2].content",
             &mut crate::images::Loader::new(false),
         )
+    }
+
+    /// `provider`/`model` of a request → `<provider> <model>` or `400 <param>: <message>`.
+    fn check_resolution(
+        config: &ProvidersConfig,
+        provider: Option<&str>,
+        model: Option<&str>,
+        expected: &str,
+    ) {
+        let got = resolve_provider(config, provider, model)
+            .and_then(|p| Ok(format!("{p} {}", resolve_model(config, p, model)?)))
+            .unwrap_or_else(|e| format!("{} {}: {e}", e.status(), e.param().unwrap_or("-")));
+        assert_eq!(got, expected, "provider {provider:?}, model {model:?}");
+    }
+
+    #[test]
+    fn provider_and_model_resolution() {
+        let config = crate::config::Config::default().providers;
+        for (provider, model, expected) in [
+            (None, Some("uag-codex"), "codex gpt-5-codex"),
+            (None, Some("gpt-5"), "codex gpt-5"),
+            (None, Some("gemini-2.5-flash"), "gemini gemini-2.5-flash"),
+            (
+                None,
+                Some("opencode/big-pickle"),
+                "opencode opencode/big-pickle",
+            ),
+            (Some("gemini"), None, "gemini gemini-2.5-pro"),
+            (Some("gemini"), Some(""), "gemini gemini-2.5-pro"),
+            (Some("gemini"), Some("uag-gemini"), "gemini gemini-2.5-pro"),
+            (
+                Some("opencode"),
+                Some("uag-opencode"),
+                "opencode opencode/big-pickle",
+            ),
+            (
+                Some("codex"),
+                Some("gemini-2.5-pro"),
+                "400 model: model `gemini-2.5-pro` is not offered by codex; use one of \
+                 gpt-5-codex, gpt-5 or uag-codex",
+            ),
+            (
+                Some("codex"),
+                Some("uag-gemini"),
+                "400 model: model `uag-gemini` is not offered by codex; use one of \
+                 gpt-5-codex, gpt-5 or uag-codex",
+            ),
+            (
+                Some("claude"),
+                None,
+                "400 provider: unknown provider `claude`; expected codex, gemini or opencode",
+            ),
+            (
+                Some("Codex"),
+                None,
+                "400 provider: unknown provider `Codex`; expected codex, gemini or opencode",
+            ),
+            (None, None, "400 model: `model` or `provider` is required"),
+            (
+                None,
+                Some(""),
+                "400 model: `model` or `provider` is required",
+            ),
+            (
+                None,
+                Some("nope"),
+                "400 model: unknown model `nope`; GET /v1/models lists them",
+            ),
+            (
+                None,
+                Some("uag-claude"),
+                "400 model: unknown model `uag-claude`; GET /v1/models lists them",
+            ),
+        ] {
+            check_resolution(&config, provider, model, expected);
+        }
+
+        // A disabled provider is refused by name and invisible by model or alias.
+        let mut config = crate::config::Config::default().providers;
+        config.gemini.enabled = Some(false);
+        for (provider, model, expected) in [
+            (
+                Some("gemini"),
+                None,
+                "400 provider: provider `gemini` is disabled",
+            ),
+            (
+                None,
+                Some("uag-gemini"),
+                "400 model: unknown model `uag-gemini`; GET /v1/models lists them",
+            ),
+            (
+                None,
+                Some("gemini-2.5-pro"),
+                "400 model: unknown model `gemini-2.5-pro`; GET /v1/models lists them",
+            ),
+            (None, Some("uag-codex"), "codex gpt-5-codex"),
+        ] {
+            check_resolution(&config, provider, model, expected);
+        }
+
+        // A model two providers offer needs `provider`; `allow_any_model` takes any model by
+        // name, but only once the provider is known.
+        let mut config = crate::config::Config::default().providers;
+        config.opencode.models.push("gpt-5".to_string());
+        config.codex.allow_any_model = true;
+        for (provider, model, expected) in [
+            (
+                None,
+                Some("gpt-5"),
+                "400 provider: model `gpt-5` is offered by several providers; set `provider`",
+            ),
+            (Some("opencode"), Some("gpt-5"), "opencode gpt-5"),
+            (Some("codex"), Some("o3"), "codex o3"),
+            (
+                None,
+                Some("o3"),
+                "400 model: unknown model `o3`; GET /v1/models lists them",
+            ),
+        ] {
+            check_resolution(&config, provider, model, expected);
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! workspace reset. A user only ever reaches their own records; anything else is a 404.
 
 use crate::api::auth::Principal;
-use crate::api::management::users::{issued_json, usage_json};
-use crate::api::params::{segment, time as parse_time};
+use crate::api::params::time as parse_time;
+use crate::api::wire::{self, IssuedKeyView, KeyView, SessionDetailView, SessionView, UsageView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -24,7 +24,7 @@ fn me_of(principal: &Principal) -> Result<&User> {
 pub fn me(_app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(me_of(principal)?),
+        wire::json(&wire::UserView::from(me_of(principal)?))?,
     ))
 }
 
@@ -36,7 +36,7 @@ pub fn keys(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<
         .read(|conn| store::api_keys::list_for_user(conn, &user.id))?;
     Ok(Response::envelope(
         &request.request_id,
-        json!(keys.iter().map(users::key_json).collect::<Vec<_>>()),
+        wire::json(&keys.iter().map(KeyView::from).collect::<Vec<_>>())?,
     ))
 }
 
@@ -60,40 +60,44 @@ pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> R
         &principal.actor(),
         Some(&request.request_id),
     )?;
-    Ok(Response::envelope(&request.request_id, issued_json(&issued)).with_status(201))
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&IssuedKeyView::from(&issued))?,
+    )
+    .with_status(201))
 }
 
 /// `DELETE /v1/user/keys/{id}`.
 pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let user = me_of(principal)?;
-    let key_id = segment(request, 3)?;
+    let key_id = request.param("id")?;
     let key = users::revoke_key(
         &app.store,
         &user.id,
-        &key_id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::key_json(&key),
+        wire::json(&KeyView::from(&key))?,
     ))
 }
 
 /// `POST /v1/user/keys/{id}/rotate`.
 pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let user = me_of(principal)?;
-    let key_id = segment(request, 3)?;
+    let key_id = request.param("id")?;
     let issued = users::rotate_key(
         &app.store,
         &user.id,
-        &key_id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        issued_json(&issued),
+        wire::json(&IssuedKeyView::from(&issued))?,
     ))
 }
 
@@ -103,7 +107,10 @@ pub fn usage(app: &Arc<App>, request: &Request, principal: &Principal) -> Result
     let rows = app
         .store
         .read(|conn| store::usage::list_for_user(conn, &user.id))?;
-    Ok(Response::envelope(&request.request_id, usage_json(&rows)))
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&UsageView::of(&rows))?,
+    ))
 }
 
 /// `GET /v1/user/sessions`.
@@ -112,28 +119,21 @@ pub fn sessions(app: &Arc<App>, request: &Request, principal: &Principal) -> Res
     let rows = app
         .store
         .read(|conn| store::sessions::list(conn, Some(&user.id), 200))?;
-    let data: Vec<_> = rows
-        .iter()
-        .map(crate::api::management::sessions::session_json)
-        .collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(&rows.iter().map(SessionView::from).collect::<Vec<_>>())?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `GET /v1/user/sessions/{id}`: 404 unless the session is the caller's.
 pub fn session(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let user = me_of(principal)?;
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let (session, turns) = app.store.read(|conn| {
-        let session = store::sessions::get(conn, &id)?
+        let session = store::sessions::get(conn, id)?
             .filter(|s| s.user_id == user.id)
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        Ok((session, store::turns::list_for_session(conn, &id)?))
+        Ok((session, store::turns::list_for_session(conn, id)?))
     })?;
-    let mut data = crate::api::management::sessions::session_json(&session);
-    data["turns"] = json!(turns
-        .iter()
-        .map(crate::api::management::sessions::turn_json)
-        .collect::<Vec<_>>());
+    let data = wire::json(&SessionDetailView::of(&session, &turns))?;
     Ok(Response::envelope(&request.request_id, data))
 }
 
@@ -144,19 +144,12 @@ pub fn reset_workspace(
     principal: &Principal,
 ) -> Result<Response> {
     let user = me_of(principal)?;
-    let wiped = app.store.write(|tx| {
-        let wiped = store::sessions::delete_for_user(tx, &user.id)?;
-        crate::audit::record(tx, crate::audit::Record {
-            actor: &principal.actor(),
-            action: "workspace.reset",
-            target_type: "user",
-            target_id: &user.id,
-            before: None,
-            after: Some(json!({"sessions_wiped": wiped, "files_preserved": true, "workspace_path": user.workspace_path})),
-            request_id: Some(&request.request_id),
-        })?;
-        Ok(wiped)
-    })?;
+    let wiped = crate::workspace::ops::reset_user_sessions(
+        &app.store,
+        user,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({"sessions_wiped": wiped, "files_preserved": true, "workspace_path": user.workspace_path}),

@@ -18,7 +18,50 @@ Usage:
 (each accepts --config FILE)
 
 The credential (a codex auth.json, or a file holding an API key) is validated, sealed in the
-vault and never printed. Works beside a running server.
+vault and never printed. Works beside a running server. Run `codara account <command> --help`
+for details.
+";
+
+const ADD_HELP: &str = "\
+Usage: codara account add --id ID --auth-type OAUTH_SESSION|API_KEY --credential-file FILE
+                          [--provider codex] [--label LABEL] [--config FILE]
+
+Adds an account to the pool: the credential file (a codex auth.json for OAUTH_SESSION, or a
+file holding the API key for API_KEY) is validated, sealed in the vault and never printed. The
+first account of a provider becomes its CLI-primary account.
+
+Options:
+  --id ID                 the account's id: letters, digits, `.`, `_`, `-` (at most 64)
+  --auth-type TYPE        OAUTH_SESSION or API_KEY
+  --credential-file FILE  where the credential is read from
+  --provider P            the provider (only codex is pooled; the default)
+  --label LABEL           the name shown (default: the email in the credential, else the id)
+  --config FILE           the codara.toml to read
+";
+
+const LIST_HELP: &str = "\
+Usage: codara account list [--config FILE]
+
+Lists the pool: id, provider, auth type, status now, label, and the CLI-primary account.
+";
+
+const REMOVE_HELP: &str = "\
+Usage: codara account remove ID [--config FILE]
+
+Removes the account and its CLI homes (the transcripts kept there go with it).
+";
+
+const PRIMARY_HELP: &str = "\
+Usage: codara account primary ID [--config FILE]
+
+Makes ID the CLI-primary account of its provider: preferred while it has headroom.
+";
+
+const REFRESH_HELP: &str = "\
+Usage: codara account refresh [ID] [--config FILE]
+
+Refreshes the tokens (when close to expiry) and quota windows of every OAuth account, or of ID.
+Exit code 1 when one failed.
 ";
 
 const VAULT_HELP: &str = "\
@@ -46,11 +89,19 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let sub = args
         .subcommand()
         .map_err(|e| Error::bad_request(e.to_string()))?;
-    if super::wants_help(&mut args, HELP) {
+    let help = match sub.as_deref() {
+        Some("add") => ADD_HELP,
+        Some("list") => LIST_HELP,
+        Some("remove") => REMOVE_HELP,
+        Some("primary") => PRIMARY_HELP,
+        Some("refresh") => REFRESH_HELP,
+        _ => HELP,
+    };
+    if super::wants_help(&mut args, help) {
         return Ok(0);
     }
     let Some(sub) = sub else {
-        print!("{HELP}");
+        out!("{HELP}");
         return Ok(2);
     };
     let overrides = super::config_flag(&mut args)?;
@@ -84,7 +135,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 credential,
             };
             let account = crate::accounts::add(&store, &vault, input, &Actor::Cli, None)?;
-            println!(
+            outln!(
                 "Added account {} ({}), {}{}",
                 account.id,
                 account.label,
@@ -103,16 +154,15 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             let now = crate::clock::now_ms();
             let rows = store.read(|conn| crate::store::accounts::list(conn, None))?;
             if rows.is_empty() {
-                println!("No accounts in the pool.");
+                outln!("No accounts in the pool.");
             }
             for account in rows {
-                let view = crate::accounts::account_json(&account, now);
-                println!(
+                outln!(
                     "{:<20} {:<8} {:<14} {:<12} {}{}",
                     account.id,
                     account.provider,
                     account.auth_type,
-                    view["status"].as_str().unwrap_or(""),
+                    crate::accounts::effective_status(&account, now),
                     account.label,
                     if account.cli_primary {
                         "  [primary]"
@@ -131,10 +181,10 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             let (config, store, _) = open(&overrides)?;
             if sub == "remove" {
                 crate::accounts::remove(&store, &config.storage.data_dir, &id, &Actor::Cli, None)?;
-                println!("Removed account {id}");
+                outln!("Removed account {id}");
             } else {
                 crate::accounts::set_primary(&store, &id, &Actor::Cli, None)?;
-                println!("Account {id} is now CLI-primary");
+                outln!("Account {id} is now CLI-primary");
             }
             Ok(0)
         }
@@ -149,10 +199,10 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             let mut failed = false;
             for report in reports {
                 match report.error {
-                    None => println!("{}: refreshed", report.id),
+                    None => outln!("{}: refreshed", report.id),
                     Some(error) => {
                         failed = true;
-                        println!("{}: {error}", report.id)
+                        outln!("{}: {error}", report.id)
                     }
                 }
             }
@@ -172,9 +222,17 @@ pub fn run_vault(mut args: pico_args::Arguments) -> Result<i32> {
     if super::wants_help(&mut args, VAULT_HELP) {
         return Ok(0);
     }
-    if sub.as_deref() != Some("rotate-key") {
-        print!("{VAULT_HELP}");
-        return Ok(2);
+    match sub.as_deref() {
+        Some("rotate-key") => {}
+        None => {
+            out!("{VAULT_HELP}");
+            return Ok(2);
+        }
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "unknown vault command `{other}`; see `codara vault --help`"
+            )))
+        }
     }
     let overrides = super::config_flag(&mut args)?;
     super::finish(args)?;
@@ -195,13 +253,13 @@ pub fn run_vault(mut args: pico_args::Arguments) -> Result<i32> {
     }
     let count = crate::accounts::reseal_all(&store, &old, &new)?;
     if from_env {
-        println!(
+        outln!(
             "Re-encrypted {count} credential(s). Set UAG_MASTER_KEY={hex} before the next start."
         );
     } else {
         let path = data_dir.join("master.key");
         std::fs::rename(&staged, &path).map_err(|e| Error::io(&path, e))?;
-        println!(
+        outln!(
             "Re-encrypted {count} credential(s) with a new master key ({}), written to {}",
             new.key_id(),
             path.display()

@@ -26,7 +26,7 @@ fn report(level: Level, what: &str, detail: &str) -> bool {
         Level::Warn => "warn",
         Level::Fail => "FAIL",
     };
-    println!("{tag}  {what:<10} {detail}");
+    outln!("{tag}  {what:<10} {detail}");
     !matches!(level, Level::Fail)
 }
 

@@ -1,8 +1,27 @@
 //! Command-line entry: parses arguments with pico-args and dispatches to one file per command.
 //!
 //! Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error. `--help` short-circuits
-//! before any disk access. Must not talk HTTP to a running server: commands use the data dir.
-#![allow(clippy::print_stdout)] // The CLI is where Codara speaks to a terminal.
+//! before any disk access. Output goes through `outln!`/`out!`: a closed stdout
+//! (`codara doctor | head -1`) silences the rest instead of panicking, and the command still
+//! ends with its own exit code. Must not talk HTTP to a running server: commands use the data
+//! dir.
+
+/// `outln!` for commands: see [`write_out`].
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `out!` for commands: see [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
 
 pub mod account;
 pub mod doctor;
@@ -14,7 +33,29 @@ pub mod version;
 use crate::config::Overrides;
 use crate::error::Error;
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once stdout failed: nothing more is written to it.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout. When the reader went away (`EPIPE`: `codara doctor | head -1`), the rest
+/// of the output is dropped silently — the command still does its work and exits with its own
+/// code, where `outln!` would panic (exit 101). Another write error is reported once on
+/// stderr and treated the same way.
+pub fn write_out(text: std::fmt::Arguments<'_>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing to stdout: {e}");
+        }
+    }
+}
 
 const HELP: &str = "\
 codara — an OpenAI-compatible gateway for the Codex, Gemini and OpenCode CLIs
@@ -43,19 +84,19 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let result = match command.as_deref() {
         None if args.contains(["-V", "--version"]) => {
-            println!("codara {}", crate::VERSION);
+            outln!("codara {}", crate::VERSION);
             return 0;
         }
         None if args.contains(["-h", "--help"]) => {
-            print!("{HELP}");
+            out!("{HELP}");
             return 0;
         }
         None => {
-            print!("{HELP}");
+            out!("{HELP}");
             return 2;
         }
         Some("help") => {
-            print!("{HELP}");
+            out!("{HELP}");
             return 0;
         }
         Some("serve") => serve::run(args),
@@ -84,7 +125,7 @@ fn usage_error(message: &str) -> i32 {
 /// Prints `help` and returns true when `--help`/`-h` was given.
 fn wants_help(args: &mut pico_args::Arguments, help: &str) -> bool {
     if args.contains(["-h", "--help"]) {
-        print!("{help}");
+        out!("{help}");
         true
     } else {
         false

@@ -3,14 +3,14 @@
 //!
 //! Works on the root and the data dir directly, beside a running server: it never takes the
 //! server's instance lock, and the audit entry of a creation goes through its own SQLite
-//! connection (WAL). Bad input exits 2, other failures 1.
+//! connection (WAL). `create` is `workspace::projects::create`, the operation the API runs
+//! too. Bad input exits 2, other failures (an existing project without `--force`) 1.
 
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::workspace::{inventory, projects};
-use serde_json::json;
+use crate::workspace::{inventory, ops, projects};
 use std::path::Path;
 
 const HELP: &str = "\
@@ -28,11 +28,13 @@ Usage: codara project create NAME [--template T] [--provider P] [--force] [--con
 
 Creates <workspaces root>/NAME from a template and makes it a git repository with an initial
 commit. NAME: letters, digits, `.`, `_`, `-`, starting with a letter or digit, at most 80.
+An existing project is left alone (exit 1) unless --force is given.
 
 Options:
   --template T   default | python | docs | empty ([workspace].default_template if omitted)
   --provider P   default provider of the project: codex | gemini | opencode
-  --force        initialize an existing directory that Codara did not create (files are kept)
+  --force        initialize a directory that exists: one Codara did not create, or a project
+                 again (its metadata is rewritten); its files are kept
   --config FILE  the codara.toml to read
 ";
 
@@ -57,7 +59,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         None => {
             let asked = super::wants_help(&mut args, HELP);
             if !asked {
-                print!("{HELP}");
+                out!("{HELP}");
             }
             Ok(if asked { 0 } else { 2 })
         }
@@ -92,58 +94,39 @@ fn create(mut args: pico_args::Arguments) -> Result<i32> {
         projects::validate_provider(provider)?;
     }
     let config = Config::load(&overrides)?;
-    let template = template.unwrap_or_else(|| config.workspace.default_template.clone());
     let store = open_store(&config)?;
     let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
-    let info = projects::create(
-        &config.workspace.root,
-        &config.host,
-        &sandbox,
-        &name,
-        &template,
-        provider.as_deref(),
-        "cli",
-        force,
-    )?;
-    let action = if info.created {
-        "project.created"
-    } else {
-        "project.initialized"
+    // This process's own locks: a server beside it keeps its locks in its own memory.
+    let locks = crate::turns::locks::Locks::default();
+    let ctx = ops::Context {
+        config: &config,
+        store: &store,
+        sandbox: &sandbox,
+        locks: &locks,
     };
-    store.write(|tx| {
-        audit::record(
-            tx,
-            audit::Record {
-                actor: &Actor::Cli,
-                action,
-                target_type: "project",
-                target_id: &info.meta.name,
-                before: None,
-                after: Some(json!({
-                    "name": info.meta.name,
-                    "path": info.path.display().to_string(),
-                    "relative_path": info.relative_path,
-                    "template": info.meta.template,
-                    "provider": info.meta.provider,
-                    "created": info.created,
-                    "metadata_path": info.meta.metadata_path.display().to_string(),
-                })),
-                request_id: None,
-            },
-        )
-    })?;
+    let info = projects::create(
+        &ctx,
+        projects::NewProject {
+            name: &name,
+            template: template.as_deref(),
+            provider: provider.as_deref(),
+            force,
+        },
+        &Actor::Cli,
+        None,
+    )?;
     let verb = if info.created {
         "Created"
     } else {
         "Initialized"
     };
-    println!("{verb} project: {}", info.meta.name);
-    println!("Path: {}", info.path.display());
-    println!("Template: {}", info.meta.template);
+    outln!("{verb} project: {}", info.meta.name);
+    outln!("Path: {}", info.path.display());
+    outln!("Template: {}", info.meta.template);
     if let Some(provider) = &info.meta.provider {
-        println!("Default provider: {provider}");
+        outln!("Default provider: {provider}");
     }
-    println!("Metadata: {}", info.meta.metadata_path.display());
+    outln!("Metadata: {}", info.meta.metadata_path.display());
     Ok(0)
 }
 
@@ -156,15 +139,17 @@ fn list(mut args: pico_args::Arguments) -> Result<i32> {
     let config = Config::load(&overrides)?;
     let found = projects::list(&config.workspace.root)?;
     if found.is_empty() {
-        println!("No Codara projects found.");
+        outln!("No Codara projects found.");
         return Ok(0);
     }
-    println!("{:<24} {:<10} Relative Path", "Name", "Template");
-    println!("{}", "-".repeat(70));
+    outln!("{:<24} {:<10} Relative Path", "Name", "Template");
+    outln!("{}", "-".repeat(70));
     for project in found {
-        println!(
+        outln!(
             "{:<24} {:<10} {}",
-            project.meta.name, project.meta.template, project.relative_path
+            project.meta.name,
+            project.meta.template,
+            project.relative_path
         );
     }
     Ok(0)
@@ -196,34 +181,34 @@ fn info(mut args: pico_args::Arguments) -> Result<i32> {
     store.read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
     let meta = &project.meta;
     let git = &record.git;
-    println!("Name: {}", meta.name);
-    println!("Path: {}", project.path.display());
-    println!("Template: {}", meta.template);
-    println!(
+    outln!("Name: {}", meta.name);
+    outln!("Path: {}", project.path.display());
+    outln!("Template: {}", meta.template);
+    outln!(
         "Default provider: {}",
         meta.provider.as_deref().unwrap_or("n/a")
     );
-    println!(
+    outln!(
         "Created: {} by {}",
         meta.created_at.as_deref().unwrap_or("unknown"),
         meta.created_by.as_deref().unwrap_or("unknown")
     );
-    println!("Git repo: {}", if git.is_git_repo { "yes" } else { "no" });
+    outln!("Git repo: {}", if git.is_git_repo { "yes" } else { "no" });
     if git.is_git_repo {
-        println!("Branch: {}", git.branch.as_deref().unwrap_or("n/a"));
+        outln!("Branch: {}", git.branch.as_deref().unwrap_or("n/a"));
         match (&git.short_commit, &git.head_summary) {
-            (Some(commit), Some(summary)) => println!("Head: {commit} {summary}"),
-            _ => println!("Head: no commits"),
+            (Some(commit), Some(summary)) => outln!("Head: {commit} {summary}"),
+            _ => outln!("Head: no commits"),
         }
         let dirty = match git.dirty {
             Some(true) => "yes",
             Some(false) => "no",
             None => "unknown (needs the sandbox)",
         };
-        println!("Dirty: {dirty}");
+        outln!("Dirty: {dirty}");
     }
-    println!("Workspace id: {}", record.id);
-    println!("Bound sessions: {}", record.bound_sessions_count);
+    outln!("Workspace id: {}", record.id);
+    outln!("Bound sessions: {}", record.bound_sessions_count);
     Ok(0)
 }
 

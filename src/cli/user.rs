@@ -13,6 +13,33 @@ Usage:
 
 create prints the new user's first API key once; rotate-key revokes the key (default: the
 newest active one) and prints its replacement once. Works while a server runs (SQLite WAL).
+Run `codara user <command> --help` for details.
+";
+
+const CREATE_HELP: &str = "\
+Usage: codara user create --email EMAIL --name NAME [--max-concurrency N] [--config FILE]
+
+Creates a user with a workspace <workspaces root>/<user id> and a first API key, which is
+printed once: store it now, it cannot be shown again.
+
+Options:
+  --email EMAIL          the user's address (unique)
+  --name NAME            the name shown for the user
+  --max-concurrency N    turns the user may run at once, 1-64 ([users] default if omitted)
+  --config FILE          the codara.toml to read
+";
+
+const LIST_HELP: &str = "\
+Usage: codara user list [--config FILE]
+
+Lists every user: id, status, email, name.
+";
+
+const ROTATE_HELP: &str = "\
+Usage: codara user rotate-key USER_ID [KEY_ID] [--config FILE]
+
+Revokes KEY_ID (default: the user's newest active key) and issues a replacement with the same
+label and expiry, printed once.
 ";
 
 /// Dispatches `codara user ...`.
@@ -20,11 +47,17 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let sub = args
         .subcommand()
         .map_err(|e| Error::bad_request(e.to_string()))?;
-    if super::wants_help(&mut args, HELP) {
+    let help = match sub.as_deref() {
+        Some("create") => CREATE_HELP,
+        Some("list") => LIST_HELP,
+        Some("rotate-key") => ROTATE_HELP,
+        _ => HELP,
+    };
+    if super::wants_help(&mut args, help) {
         return Ok(0);
     }
     if sub.is_none() {
-        print!("{HELP}");
+        out!("{HELP}");
         return Ok(2);
     }
     let overrides = super::config_flag(&mut args)?;
@@ -48,9 +81,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 ..Default::default()
             };
             let (user, issued) = crate::users::create(&store, &config, input, &Actor::Cli, None)?;
-            println!("Created user {} <{}>", user.id, user.email);
-            println!("Workspace: {}", user.workspace_path);
-            println!("API key (shown only this once): {}", issued.raw);
+            outln!("Created user {} <{}>", user.id, user.email);
+            outln!("Workspace: {}", user.workspace_path);
+            outln!("API key (shown only this once): {}", issued.raw);
             Ok(0)
         }
         Some("list") => {
@@ -58,12 +91,15 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             let (_, store) = open(&overrides)?;
             let users = store.read(|conn| crate::store::users::list(conn, 10_000, None))?;
             if users.is_empty() {
-                println!("No users.");
+                outln!("No users.");
             }
             for user in users {
-                println!(
+                outln!(
                     "{:<22} {:<10} {:<32} {}",
-                    user.id, user.status, user.email, user.display_name
+                    user.id,
+                    user.status,
+                    user.email,
+                    user.display_name
                 );
             }
             Ok(0)
@@ -83,14 +119,15 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 None => store
                     .read(|conn| crate::store::api_keys::list_for_user(conn, &user_id))?
                     .into_iter()
-                    .find(|k| k.status == "active")
+                    .find(|k| k.status == crate::store::api_keys::KeyStatus::Active)
                     .map(|k| k.id)
                     .ok_or_else(|| Error::NotFound(format!("user {user_id} has no active key")))?,
             };
             let issued = crate::users::rotate_key(&store, &user_id, &key_id, &Actor::Cli, None)?;
-            println!(
+            outln!(
                 "Revoked {key_id}; new key {} (shown only this once): {}",
-                issued.key.id, issued.raw
+                issued.key.id,
+                issued.raw
             );
             Ok(0)
         }

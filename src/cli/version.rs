@@ -19,7 +19,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let check = args.contains("--check");
     let overrides = super::config_flag(&mut args)?;
     super::finish(args)?;
-    println!("codara {}", crate::VERSION);
+    outln!("codara {}", crate::VERSION);
     if !check {
         return Ok(0);
     }
@@ -27,21 +27,21 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let result = crate::release::check(&config.release);
     match result.status {
         CheckStatus::Disabled => {
-            println!("Update check disabled. Set [release].enabled = true (or UAG_RELEASE_CHECK_ENABLED=1) to enable it.");
+            outln!("Update check disabled. Set [release].enabled = true (or UAG_RELEASE_CHECK_ENABLED=1) to enable it.");
             Ok(0)
         }
         CheckStatus::Ok if result.update_available => {
-            println!(
+            outln!(
                 "Update available: {}",
                 result.latest_version.unwrap_or_default()
             );
             if let Some(url) = result.release_url {
-                println!("Release: {url}");
+                outln!("Release: {url}");
             }
             Ok(0)
         }
         CheckStatus::Ok => {
-            println!("Codara is up to date.");
+            outln!("Codara is up to date.");
             Ok(0)
         }
         _ => {

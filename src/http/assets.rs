@@ -14,13 +14,13 @@ static UI_DIST: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/ui-dist");
 
 /// `GET /dashboard/...`: the file if it exists, 404 for a missing asset, else the app shell.
 pub fn dashboard(_app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let segments = request.segments();
-    let rest = segments.get(1..).unwrap_or(&[]).join("/");
+    // `/dashboard` binds nothing, `/dashboard/{*path}` the rest of the path.
+    let rest = request.params.get("path").unwrap_or("");
     if !rest.is_empty() {
-        if let Some(file) = UI_DIST.get_file(&rest) {
-            return Ok(serve(&rest, file.contents()));
+        if let Some(file) = UI_DIST.get_file(rest) {
+            return Ok(serve(rest, file.contents()));
         }
-        let last = segments.last().copied().unwrap_or("");
+        let last = rest.rsplit('/').next().unwrap_or("");
         if rest.starts_with("assets/") || last.contains('.') {
             return Err(Error::NotFound(format!(
                 "dashboard asset not found: /dashboard/{rest}"

@@ -22,7 +22,7 @@ use crate::api::auth::Principal;
 use crate::app::App;
 use crate::error::{Error, Result};
 use pool::Pool;
-use router::Handler;
+use router::Endpoint;
 use std::net::TcpListener;
 use std::os::unix::io::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -127,12 +127,11 @@ impl Pools {
         }
     }
 
-    /// The pool that runs requests for `url`.
-    fn for_url(&self, url: &str) -> &Pool<Job> {
-        if router::runs_on_turn_pool(url) {
-            &self.turns
-        } else {
-            &self.api
+    /// The pool that runs `method url` (the router decides).
+    fn for_request(&self, method: &str, url: &str) -> &Pool<Job> {
+        match router::pool_for(method, url) {
+            router::Pool::Turns => &self.turns,
+            router::Pool::Api => &self.api,
         }
     }
 }
@@ -149,15 +148,17 @@ enum Job {
 /// A request that passed routing, authentication and admission, with its body in memory.
 struct Prepared {
     exchange: Exchange,
-    handler: Handler,
+    endpoint: &'static Endpoint,
     principal: Principal,
 }
 
-/// A request in flight: tiny_http's handle to answer it, the parsed request, its arrival.
+/// A request in flight: tiny_http's handle to answer it, the parsed request, its arrival, and
+/// whether its route logs successes at debug level only.
 struct Exchange {
     raw: tiny_http::Request,
     request: Request,
     started: Instant,
+    quiet: bool,
 }
 
 /// How an answer leaves the connection.
@@ -182,7 +183,7 @@ fn dispatch(pools: &Pools, intake: &Pool<tiny_http::Request>, raw: tiny_http::Re
         }
         return;
     }
-    let pool = pools.for_url(raw.url());
+    let pool = pools.for_request(raw.method().as_str(), raw.url());
     if let Err(Job::Received(raw)) = pool.try_submit(Job::Received(raw)) {
         log::warn!("{} pool is full; answering 503", pool.name());
         refuse(raw, &busy(pool));
@@ -201,7 +202,7 @@ fn busy<T: Send>(pool: &Pool<T>) -> Error {
 /// being written on the same connection, must not stall dispatch for everyone.
 fn refuse(raw: tiny_http::Request, error: &Error) {
     let request_id = request_id_for(&raw);
-    let plane = Plane::of(raw.url());
+    let plane = router::plane_of_url(raw.url());
     let response = Response::error(error, plane, &request_id).into_tiny(&request_id);
     if let Err(e) = raw.try_respond_and_close(response) {
         log::debug!("a refusal ({}) was not delivered: {e}", error.status());
@@ -217,8 +218,8 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
     let request_id = exchange.request.request_id.clone();
     let prepared = crate::telemetry::with_request_id(&request_id, || {
         guarded(|| {
-            let (handler, principal) = prepare(app, &mut exchange.request)?;
-            let pool = pools.for_url(exchange.raw.url());
+            let (endpoint, principal) = prepare(app, &mut exchange.request)?;
+            let pool = pools.for_request(&exchange.request.method, exchange.raw.url());
             // No body is taken in that no worker could take on (a hint: workers may free up).
             if pool.is_full() {
                 return Err(busy(pool));
@@ -228,17 +229,17 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
             let deadline = Instant::now() + request::body_allowance(server, length);
             exchange.request.body =
                 request::read_body(&mut exchange.raw, server.max_body_bytes, Some(deadline))?;
-            Ok((handler, principal))
+            Ok((endpoint, principal))
         })
     });
-    let (handler, principal) = match prepared {
+    let (endpoint, principal) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => return exchange.fail(&error, Ending::Close),
     };
-    let pool = pools.for_url(exchange.raw.url());
+    let pool = pools.for_request(&exchange.request.method, exchange.raw.url());
     let job = Job::Prepared(Box::new(Prepared {
         exchange,
-        handler,
+        endpoint,
         principal,
     }));
     if let Err(Job::Prepared(prepared)) = pool.try_submit(job) {
@@ -268,9 +269,9 @@ fn work(app: &Arc<App>, job: Job) {
                 })
             });
             match prepared {
-                Ok((handler, principal)) => Prepared {
+                Ok((endpoint, principal)) => Prepared {
                     exchange,
-                    handler,
+                    endpoint,
                     principal,
                 },
                 Err(error) => return exchange.fail(&error, Ending::KeepAlive),
@@ -281,7 +282,7 @@ fn work(app: &Arc<App>, job: Job) {
 }
 
 /// Routes, authenticates and admits a request: everything decided before its body is read.
-fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(Handler, Principal)> {
+fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(&'static Endpoint, Principal)> {
     let segments = request.segments();
     if segments
         .iter()
@@ -291,8 +292,8 @@ fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(Handler, Principal)
             "path must not contain `.` or `..` segments",
         ));
     }
-    let (handler, access) = match router::route(&request.method, &segments) {
-        router::Route::Found(handler, access) => (handler, access),
+    let (endpoint, params) = match router::route(&request.method, &segments) {
+        router::Route::Found(endpoint, params) => (endpoint, params),
         router::Route::MethodNotAllowed(allowed) => {
             return Err(Error::MethodNotAllowed { allowed })
         }
@@ -303,24 +304,26 @@ fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(Handler, Principal)
             )))
         }
     };
-    let principal = crate::api::auth::authenticate(app, request, access)?;
-    if let Some(admit) = router::admission(&segments) {
+    request.params = params;
+    let principal = crate::api::auth::authenticate(app, request, endpoint.access)?;
+    if let Some(admit) = endpoint.admit {
         request.admission = admit(app, &principal)?;
     }
-    Ok((handler, principal))
+    Ok((endpoint, principal))
 }
 
 /// Calls the handler (a panic is a 500 with the request id) and sends its response.
 fn finish(app: &Arc<App>, prepared: Prepared) {
     let Prepared {
-        exchange,
-        handler,
+        mut exchange,
+        endpoint,
         principal,
     } = prepared;
     let request_id = exchange.request.request_id.clone();
     let result = crate::telemetry::with_request_id(&request_id, || {
-        guarded(|| handler(app, &exchange.request, &principal))
+        guarded(|| (endpoint.handler)(app, &exchange.request, &principal))
     });
+    exchange.quiet = endpoint.quiet;
     match result {
         Ok(response) => exchange.deliver(response, Ending::KeepAlive),
         Err(error) => exchange.fail(&error, Ending::KeepAlive),
@@ -354,6 +357,7 @@ impl Exchange {
             raw,
             request,
             started: Instant::now(),
+            quiet: false,
         }
     }
 
@@ -364,7 +368,7 @@ impl Exchange {
                 log::error!("{} {}: {error}", self.request.method, self.request.path)
             });
         }
-        let plane = Plane::of(&self.request.path);
+        let plane = router::plane(&self.request.segments());
         let response = Response::error(error, plane, &self.request.request_id);
         self.deliver(response, ending);
     }
@@ -375,6 +379,7 @@ impl Exchange {
             raw,
             request,
             started,
+            quiet,
         } = self;
         // A turn slot the handler did not take is freed before the client sees the answer, or
         // its next request could find the user still at `max_concurrency`.
@@ -393,7 +398,6 @@ impl Exchange {
         };
         crate::telemetry::with_request_id(&request.request_id, || {
             let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-            let quiet = request.path == "/healthz" || request.path.starts_with("/dashboard/");
             if let Err(e) = sent {
                 log::info!(
                     "{} {} {status}: client went away: {e}",

@@ -32,6 +32,33 @@ pub struct Request {
     pub request_id: String,
     /// What admission granted before the body was read (a turn slot).
     pub admission: Admission,
+    /// The path parameters the matched route bound by name (`{id}` → `id`).
+    pub params: Params,
+}
+
+/// Path parameters bound by name by the router: handlers read `request.param("id")` and never
+/// count segments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    /// Binds `name` to `value`.
+    pub fn push(&mut self, name: &'static str, value: String) {
+        self.0.push((name, value));
+    }
+
+    /// The value bound to `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every binding in pattern order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(n, v)| (*n, v.as_str()))
+    }
 }
 
 /// What admission granted a request before its body was read: a user's turn slot, which the
@@ -75,7 +102,19 @@ impl Request {
             remote_addr: None,
             request_id: String::new(),
             admission: Admission::default(),
+            params: Params::default(),
         }
+    }
+
+    /// The path parameter `name` of the matched route. Its absence is a bug in the route table
+    /// (a handler reading a name its pattern does not bind), not a client error.
+    pub fn param(&self, name: &str) -> Result<&str> {
+        self.params.get(name).ok_or_else(|| {
+            Error::Internal(format!(
+                "the route of {} {} binds no parameter `{name}`",
+                self.method, self.path
+            ))
+        })
     }
 
     /// The first header named `name` (case-insensitive).

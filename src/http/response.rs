@@ -25,24 +25,13 @@ pub struct Response {
     pub body: Body,
 }
 
-/// Which error shape a path gets.
+/// Which error shape a path gets (decided by `router::plane`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plane {
     /// `/v1/*`: the OpenAI error object.
     OpenAi,
     /// Everything else: the `{ok:false,error:{code,message}}` envelope.
     Management,
-}
-
-impl Plane {
-    /// The plane a path belongs to.
-    pub fn of(path: &str) -> Plane {
-        if path == "/v1" || path.starts_with("/v1/") {
-            Plane::OpenAi
-        } else {
-            Plane::Management
-        }
-    }
 }
 
 impl Response {
@@ -209,12 +198,5 @@ mod tests {
         assert_eq!(value["ok"], false);
         assert_eq!(value["error"]["code"], "unauthorized");
         assert_eq!(value["meta"]["request_id"], "req_2");
-    }
-
-    #[test]
-    fn planes() {
-        assert_eq!(Plane::of("/v1/models"), Plane::OpenAi);
-        assert_eq!(Plane::of("/v1x"), Plane::Management);
-        assert_eq!(Plane::of("/management/v1/overview"), Plane::Management);
     }
 }

@@ -1,21 +1,28 @@
-//! The route table: one `match` from (path segments) to the handlers and the access each needs.
+//! The route table: every route once, as data — its method and path pattern, the handler, the
+//! credential it requires, and whether it is a turn (admitted before the body is read and run on
+//! the turns pool). Which plane (error shape) a path belongs to is decided here too.
 //!
-//! Read top to bottom; each group notes which pool runs it. Must not contain handler logic: a
-//! route names a plain function in `api/` and the credential it requires.
+//! Patterns are read top to bottom and bind path parameters by name: `{id}` takes one segment,
+//! `{*id}` the rest of the path (one segment or more, joined by `/`); handlers read them with
+//! `Request::param` and never index segments. Must not contain handler logic: a route names a
+//! plain function in `api/` and the credential it requires.
 
-use crate::api;
+use crate::api::auth::Principal;
+use crate::api::management as m;
+use crate::api::{health, openai, responses, user};
 use crate::app::App;
 use crate::error::Result;
-use crate::http::request::Admission;
-use crate::http::{Request, Response};
+use crate::http::assets;
+use crate::http::request::{Admission, Params};
+use crate::http::{Plane, Request, Response};
 use std::sync::Arc;
 
 /// A handler: a plain function of the app, the parsed request and the authenticated caller.
-pub type Handler = fn(&Arc<App>, &Request, &api::auth::Principal) -> Result<Response>;
+pub type Handler = fn(&Arc<App>, &Request, &Principal) -> Result<Response>;
 
 /// Admission: run right after authentication, before the body is read; refuses a caller at a
 /// limit (429) or grants what the handler needs (a user's turn slot).
-pub type Admit = fn(&Arc<App>, &api::auth::Principal) -> Result<Admission>;
+pub type Admit = fn(&Arc<App>, &Principal) -> Result<Admission>;
 
 /// The credential a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,180 +37,271 @@ pub enum Access {
     User,
 }
 
+/// The worker pool a request runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Short requests (`[server].workers` plus a queue).
+    Api,
+    /// Agent turns (`[server].turn_workers`, no queue).
+    Turns,
+}
+
+/// One route: a method on a path pattern, with everything decided about it before the handler.
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    /// Upper-case method (`HEAD` is served by the `GET` route).
+    pub method: &'static str,
+    /// The path pattern (`/management/v1/users/{id}`).
+    pub pattern: &'static str,
+    /// The handler.
+    pub handler: Handler,
+    /// Who may call it.
+    pub access: Access,
+    /// A turn route's admission (a user's budget and `max_concurrency` slot), checked before
+    /// the body is read. Exactly the routes with one run on the turns pool.
+    pub admit: Option<Admit>,
+    /// Successes are logged at debug level (liveness probes, dashboard files).
+    pub quiet: bool,
+}
+
+impl Endpoint {
+    /// The pool that runs this route: turns for the routes that admit a turn, else api.
+    pub fn pool(&self) -> Pool {
+        match self.admit {
+            Some(_) => Pool::Turns,
+            None => Pool::Api,
+        }
+    }
+
+    /// Marks a turn route: `admit` runs before the body is read, and the route runs on the
+    /// turns pool.
+    const fn turn(self, admit: Admit) -> Endpoint {
+        Endpoint {
+            admit: Some(admit),
+            ..self
+        }
+    }
+
+    /// Logs successes at debug level only.
+    const fn quiet(self) -> Endpoint {
+        Endpoint {
+            quiet: true,
+            ..self
+        }
+    }
+}
+
+const fn endpoint(
+    method: &'static str,
+    pattern: &'static str,
+    handler: Handler,
+    access: Access,
+) -> Endpoint {
+    Endpoint {
+        method,
+        pattern,
+        handler,
+        access,
+        admit: None,
+        quiet: false,
+    }
+}
+
+const fn get(pattern: &'static str, handler: Handler, access: Access) -> Endpoint {
+    endpoint("GET", pattern, handler, access)
+}
+
+const fn post(pattern: &'static str, handler: Handler, access: Access) -> Endpoint {
+    endpoint("POST", pattern, handler, access)
+}
+
+const fn patch(pattern: &'static str, handler: Handler, access: Access) -> Endpoint {
+    endpoint("PATCH", pattern, handler, access)
+}
+
+const fn delete(pattern: &'static str, handler: Handler, access: Access) -> Endpoint {
+    endpoint("DELETE", pattern, handler, access)
+}
+
+use Access::{Client, Operator, Public, User};
+
+/// Every route. No two patterns match the same path (a unit test checks it), so the order is
+/// for reading; a path's methods are listed in `Allow` in this order. One line per route: the
+/// table is read, not formatted.
+#[rustfmt::skip]
+static ROUTES: &[Endpoint] = &[
+    // Public routes (api pool).
+    get("/", health::root, Public),
+    get("/healthz", health::healthz, Public).quiet(),
+    get("/dashboard", assets::dashboard, Public),
+    get("/dashboard/{*path}", assets::dashboard, Public).quiet(),
+
+    // OpenAI-compatible plane. `chat/completions` and `POST responses` are turns (turns pool);
+    // reading or deleting a stored response runs on the api pool.
+    get("/v1/models", openai::models, Client),
+    // Model ids may contain `/` (`opencode/big-pickle`).
+    get("/v1/models/{*id}", openai::model, Client),
+    post("/v1/chat/completions", openai::chat_completions, Client).turn(openai::admit),
+    post("/v1/responses", responses::create, Client).turn(openai::admit),
+    get("/v1/responses/{id}", responses::retrieve, Client),
+    delete("/v1/responses/{id}", responses::delete, Client),
+    get("/v1/user/providers/models", openai::provider_models, Client),
+    // User self-service (api pool), user keys only.
+    get("/v1/user/me", user::me, User),
+    get("/v1/user/keys", user::keys, User),
+    post("/v1/user/keys", user::create_key, User),
+    delete("/v1/user/keys/{id}", user::revoke_key, User),
+    post("/v1/user/keys/{id}/rotate", user::rotate_key, User),
+    get("/v1/user/usage", user::usage, User),
+    get("/v1/user/sessions", user::sessions, User),
+    get("/v1/user/sessions/{id}", user::session, User),
+    post("/v1/user/workspace/reset", user::reset_workspace, User),
+
+    // Management plane (api pool; the playground's chat is a turn).
+    post("/management/v1/auth/token", m::auth::token, Public),
+    post("/management/v1/auth/logout", m::auth::logout, Operator),
+    get("/management/v1/overview", m::overview::get, Operator),
+    get("/management/v1/version", m::version::get, Operator),
+    get("/management/v1/users", m::users::list, Operator),
+    post("/management/v1/users", m::users::create, Operator),
+    get("/management/v1/users/{id}", m::users::detail, Operator),
+    patch("/management/v1/users/{id}", m::users::update, Operator),
+    delete("/management/v1/users/{id}", m::users::delete, Operator),
+    post("/management/v1/users/{id}/suspend", m::users::suspend, Operator),
+    post("/management/v1/users/{id}/unsuspend", m::users::unsuspend, Operator),
+    get("/management/v1/users/{id}/keys", m::users::keys, Operator),
+    post("/management/v1/users/{id}/keys", m::users::create_key, Operator),
+    delete("/management/v1/users/{id}/keys/{key_id}", m::users::revoke_key, Operator),
+    post("/management/v1/users/{id}/keys/{key_id}/rotate", m::users::rotate_key, Operator),
+    get("/management/v1/audit", m::audit::search, Operator),
+    get("/management/v1/accounts", m::accounts::list, Operator),
+    post("/management/v1/accounts", m::accounts::add, Operator),
+    patch("/management/v1/accounts/{id}", m::accounts::update, Operator),
+    delete("/management/v1/accounts/{id}", m::accounts::delete, Operator),
+    post("/management/v1/accounts/{id}/primary", m::accounts::primary, Operator),
+    post("/management/v1/accounts/{id}/recover", m::accounts::recover, Operator),
+    post("/management/v1/usage/refresh", m::accounts::refresh, Operator),
+    get("/management/v1/providers/models", m::providers::models, Operator),
+    post("/management/v1/playground/chat", m::playground::chat, Operator)
+        .turn(m::playground::admit),
+    get("/management/v1/sessions", m::sessions::list, Operator),
+    get("/management/v1/sessions/{id}", m::sessions::detail, Operator),
+    delete("/management/v1/sessions/{id}", m::sessions::wipe, Operator),
+    get("/management/v1/sessions/{id}/turns/{turn}/diff", m::sessions::turn_diff, Operator),
+    post("/management/v1/sessions/{id}/turns/{turn}/revert", m::sessions::turn_revert, Operator),
+    get("/management/v1/workspaces", m::workspaces::list, Operator),
+    get("/management/v1/workspaces/{id}", m::workspaces::detail, Operator),
+    delete("/management/v1/workspaces/{id}", m::workspaces::delete, Operator),
+    post("/management/v1/workspaces/{id}/reset", m::workspaces::reset, Operator),
+    get("/management/v1/projects", m::projects::list, Operator),
+    post("/management/v1/projects", m::projects::create, Operator),
+    get("/management/v1/projects/{name}", m::projects::info, Operator),
+];
+
 /// What a method and path resolve to.
 pub enum Route {
-    /// A handler and its access rule.
-    Found(Handler, Access),
+    /// The route and the path parameters its pattern bound.
+    Found(&'static Endpoint, Params),
     /// The path exists with other methods (listed for `Allow`).
     MethodNotAllowed(String),
     /// No such path.
     NotFound,
 }
 
-/// Whether the request runs on the `turns` pool (agent turns) rather than the `api` pool.
-///
-/// `url` is read the way [`route`] reads a path (decoded, empty segments dropped), so that no
-/// spelling of a turn route (`/v1//chat/completions`, `%2F`) escapes the turns pool.
-pub fn runs_on_turn_pool(url: &str) -> bool {
+/// Resolves a method and the path's segments (decoded, empty ones dropped).
+pub fn route(method: &str, segments: &[&str]) -> Route {
+    let method = if method == "HEAD" { "GET" } else { method };
+    let mut allowed: Vec<&str> = Vec::new();
+    for endpoint in ROUTES {
+        let Some(params) = bind(endpoint.pattern, segments) else {
+            continue;
+        };
+        if endpoint.method == method {
+            return Route::Found(endpoint, params);
+        }
+        allowed.push(endpoint.method);
+    }
+    if allowed.is_empty() {
+        return Route::NotFound;
+    }
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
+    Route::MethodNotAllowed(allowed.join(", "))
+}
+
+/// The pool that runs `method url`, read the way [`route`] reads a path (decoded, empty segments
+/// dropped), so that no spelling of a turn route (`/v1//chat/completions`, `%2F`) escapes the
+/// turns pool. Runs on the accept thread: no I/O.
+pub fn pool_for(method: &str, url: &str) -> Pool {
     let path = url.split('?').next().unwrap_or("");
     let path = crate::http::request::percent_decode(path, false);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    admission(&segments).is_some()
-}
-
-/// The admission of a turn route (a user's budget and `max_concurrency` slot), checked before
-/// the body is read; other routes admit everyone who authenticated. This is the one list of turn
-/// routes: it also decides which requests run on the turns pool ([`runs_on_turn_pool`]).
-pub fn admission(segments: &[&str]) -> Option<Admit> {
-    match segments {
-        ["v1", "chat", "completions"] | ["v1", "responses"] => Some(api::openai::admit),
-        ["management", "v1", "playground", "chat"] => Some(api::management::playground::admit),
-        _ => None,
+    match route(method, &segments) {
+        Route::Found(endpoint, _) => endpoint.pool(),
+        Route::MethodNotAllowed(_) | Route::NotFound => Pool::Api,
     }
 }
 
-/// Resolves a method and the path's segments.
-pub fn route(method: &str, segments: &[&str]) -> Route {
-    use Access::{Client, Operator, Public, User};
-    let method = if method == "HEAD" { "GET" } else { method };
-    let methods: &[(&str, Handler, Access)] = match segments {
-        // Public routes (api pool).
-        [] => &[("GET", api::health::root, Public)],
-        ["healthz"] => &[("GET", api::health::healthz, Public)],
-        ["dashboard", ..] => &[("GET", crate::http::assets::dashboard, Public)],
+/// The plane of a path, by its first segment: `/v1/*` answers errors as OpenAI error objects,
+/// everything else in the management envelope. Also for paths no route matches (a 404 under
+/// `/v1` is an OpenAI error).
+pub fn plane(segments: &[&str]) -> Plane {
+    match segments.first() {
+        Some(&"v1") => Plane::OpenAi,
+        _ => Plane::Management,
+    }
+}
 
-        // OpenAI-compatible plane. `chat/completions` and `POST responses` run on the turns pool
-        // (see `admission`); reading or deleting a stored response runs on the api pool.
-        ["v1", "models"] => &[("GET", api::openai::models, Client)],
-        // Model ids may contain one `/` (`opencode/big-pickle`).
-        ["v1", "models", _] => &[("GET", api::openai::model, Client)],
-        ["v1", "models", _, _] => &[("GET", api::openai::model, Client)],
-        ["v1", "chat", "completions"] => &[("POST", api::openai::chat_completions, Client)],
-        ["v1", "responses"] => &[("POST", api::responses::create, Client)],
-        ["v1", "responses", _] => &[
-            ("GET", api::responses::retrieve, Client),
-            ("DELETE", api::responses::delete, Client),
-        ],
-        ["v1", "user", "providers", "models"] => &[("GET", api::openai::provider_models, Client)],
-        // User self-service (api pool), user keys only.
-        ["v1", "user", "me"] => &[("GET", api::user::me, User)],
-        ["v1", "user", "keys"] => &[
-            ("GET", api::user::keys, User),
-            ("POST", api::user::create_key, User),
-        ],
-        ["v1", "user", "keys", _] => &[("DELETE", api::user::revoke_key, User)],
-        ["v1", "user", "keys", _, "rotate"] => &[("POST", api::user::rotate_key, User)],
-        ["v1", "user", "usage"] => &[("GET", api::user::usage, User)],
-        ["v1", "user", "sessions"] => &[("GET", api::user::sessions, User)],
-        ["v1", "user", "sessions", _] => &[("GET", api::user::session, User)],
-        ["v1", "user", "workspace", "reset"] => &[("POST", api::user::reset_workspace, User)],
+/// [`plane`] of a raw request target (before the request is parsed: refusals on the accept
+/// thread).
+pub fn plane_of_url(url: &str) -> Plane {
+    let path = url.split('?').next().unwrap_or("");
+    let path = crate::http::request::percent_decode(path, false);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    plane(&segments)
+}
 
-        // Management plane (api pool).
-        ["management", "v1", "auth", "token"] => &[("POST", api::management::auth::token, Public)],
-        ["management", "v1", "auth", "logout"] => {
-            &[("POST", api::management::auth::logout, Operator)]
-        }
-        ["management", "v1", "overview"] => &[("GET", api::management::overview::get, Operator)],
-        ["management", "v1", "users"] => &[
-            ("GET", api::management::users::list, Operator),
-            ("POST", api::management::users::create, Operator),
-        ],
-        ["management", "v1", "users", _] => &[
-            ("GET", api::management::users::detail, Operator),
-            ("PATCH", api::management::users::update, Operator),
-            ("DELETE", api::management::users::delete, Operator),
-        ],
-        ["management", "v1", "users", _, "suspend"] => {
-            &[("POST", api::management::users::suspend, Operator)]
-        }
-        ["management", "v1", "users", _, "unsuspend"] => {
-            &[("POST", api::management::users::unsuspend, Operator)]
-        }
-        ["management", "v1", "users", _, "keys"] => &[
-            ("GET", api::management::users::keys, Operator),
-            ("POST", api::management::users::create_key, Operator),
-        ],
-        ["management", "v1", "users", _, "keys", _] => {
-            &[("DELETE", api::management::users::revoke_key, Operator)]
-        }
-        ["management", "v1", "users", _, "keys", _, "rotate"] => {
-            &[("POST", api::management::users::rotate_key, Operator)]
-        }
-        ["management", "v1", "audit"] => &[("GET", api::management::audit::search, Operator)],
-        ["management", "v1", "accounts"] => &[
-            ("GET", api::management::accounts::list, Operator),
-            ("POST", api::management::accounts::add, Operator),
-        ],
-        ["management", "v1", "accounts", _] => &[
-            ("PATCH", api::management::accounts::update, Operator),
-            ("DELETE", api::management::accounts::delete, Operator),
-        ],
-        ["management", "v1", "accounts", _, "primary"] => {
-            &[("POST", api::management::accounts::primary, Operator)]
-        }
-        ["management", "v1", "accounts", _, "recover"] => {
-            &[("POST", api::management::accounts::recover, Operator)]
-        }
-        ["management", "v1", "usage", "refresh"] => {
-            &[("POST", api::management::accounts::refresh, Operator)]
-        }
-        ["management", "v1", "playground", "chat"] => {
-            &[("POST", api::management::playground::chat, Operator)]
-        }
-        ["management", "v1", "version"] => &[("GET", api::management::version::get, Operator)],
-        ["management", "v1", "sessions"] => &[("GET", api::management::sessions::list, Operator)],
-        ["management", "v1", "sessions", _] => &[
-            ("GET", api::management::sessions::detail, Operator),
-            ("DELETE", api::management::sessions::wipe, Operator),
-        ],
-        ["management", "v1", "sessions", _, "turns", _, "diff"] => {
-            &[("GET", api::management::sessions::turn_diff, Operator)]
-        }
-        ["management", "v1", "sessions", _, "turns", _, "revert"] => {
-            &[("POST", api::management::sessions::turn_revert, Operator)]
-        }
-        ["management", "v1", "workspaces"] => {
-            &[("GET", api::management::workspaces::list, Operator)]
-        }
-        ["management", "v1", "workspaces", _] => &[
-            ("GET", api::management::workspaces::detail, Operator),
-            ("DELETE", api::management::workspaces::delete, Operator),
-        ],
-        ["management", "v1", "workspaces", _, "reset"] => {
-            &[("POST", api::management::workspaces::reset, Operator)]
-        }
-        ["management", "v1", "projects"] => &[
-            ("GET", api::management::projects::list, Operator),
-            ("POST", api::management::projects::create, Operator),
-        ],
-        ["management", "v1", "projects", _] => {
-            &[("GET", api::management::projects::info, Operator)]
-        }
-        ["management", "v1", "providers", "models"] => {
-            &[("GET", api::openai::provider_models, Operator)]
-        }
-        _ => return Route::NotFound,
-    };
-    match methods.iter().find(|(m, _, _)| *m == method) {
-        Some((_, handler, access)) => Route::Found(*handler, *access),
-        None => {
-            let mut allowed: Vec<&str> = methods.iter().map(|(m, _, _)| *m).collect();
-            if allowed.contains(&"GET") {
-                allowed.push("HEAD");
+/// Matches `segments` against `pattern`, binding its parameters; `None` when it does not match.
+fn bind(pattern: &'static str, segments: &[&str]) -> Option<Params> {
+    let mut params = Params::default();
+    let mut rest = segments;
+    for part in pattern.split('/').filter(|p| !p.is_empty()) {
+        let capture = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
+        if let Some(name) = capture.and_then(|c| c.strip_prefix('*')) {
+            if rest.is_empty() {
+                return None;
             }
-            Route::MethodNotAllowed(allowed.join(", "))
+            params.push(name, rest.join("/"));
+            rest = &[];
+            continue;
         }
+        let (first, tail) = rest.split_first()?;
+        match capture {
+            Some(name) => params.push(name, first.to_string()),
+            None if part == *first => {}
+            None => return None,
+        }
+        rest = tail;
     }
+    rest.is_empty().then_some(params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `method path` → `Access` and the bound parameters, `405 <Allow>` or `404`.
     fn check(method: &str, path: &str, expected: &str) {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let got = match route(method, &segments) {
-            Route::Found(_, access) => format!("{access:?}"),
+            Route::Found(endpoint, params) => {
+                let mut text = format!("{:?}", endpoint.access);
+                for (name, value) in params.iter() {
+                    text.push_str(&format!(" {name}={value}"));
+                }
+                text
+            }
             Route::MethodNotAllowed(allowed) => format!("405 {allowed}"),
             Route::NotFound => "404".to_string(),
         };
@@ -212,34 +310,135 @@ mod tests {
 
     #[test]
     fn table() {
+        check("GET", "/", "Public");
         check("GET", "/healthz", "Public");
         check("HEAD", "/healthz", "Public");
         check("POST", "/healthz", "405 GET, HEAD");
-        check("GET", "/dashboard/a/b", "Public");
+        check("GET", "/dashboard", "Public");
+        check("GET", "/dashboard/a/b", "Public path=a/b");
         check("POST", "/management/v1/auth/token", "Public");
         check("GET", "/management/v1/auth/token", "405 POST");
         check("GET", "/management/v1/overview", "Operator");
         check("GET", "/management/v1/nope", "404");
         check("GET", "/v1/models", "Client");
+        check("GET", "/v1/models/gpt-5", "Client id=gpt-5");
+        check(
+            "GET",
+            "/v1/models/opencode/big-pickle",
+            "Client id=opencode/big-pickle",
+        );
+        check("POST", "/v1/models/gpt-5", "405 GET, HEAD");
         check("GET", "/v1/chat/completions", "405 POST");
+        check("POST", "/v1/chat/completions/x", "404");
         check("POST", "/v1/responses", "Client");
         check("GET", "/v1/responses", "405 POST");
-        check("GET", "/v1/responses/resp_1", "Client");
-        check("DELETE", "/v1/responses/resp_1", "Client");
+        check("GET", "/v1/responses/resp_1", "Client id=resp_1");
+        check("DELETE", "/v1/responses/resp_1", "Client id=resp_1");
         check("POST", "/v1/responses/resp_1", "405 GET, DELETE, HEAD");
+        check("DELETE", "/v1/user/keys/k1", "User id=k1");
+        check("POST", "/v1/user/keys/k1/rotate", "User id=k1");
+        check(
+            "POST",
+            "/management/v1/users/u1/keys/k1/rotate",
+            "Operator id=u1 key_id=k1",
+        );
+        check(
+            "GET",
+            "/management/v1/sessions/s1/turns/2/diff",
+            "Operator id=s1 turn=2",
+        );
+        check("GET", "/management/v1/users/u1", "Operator id=u1");
+        check(
+            "PUT",
+            "/management/v1/users/u1",
+            "405 GET, PATCH, DELETE, HEAD",
+        );
+        check("GET", "/management/v1/projects/p", "Operator name=p");
+        check("GET", "/management/v1/users/u1/keys/k1", "405 DELETE");
+        check("GET", "/management/v1/users/u1/x", "404");
     }
 
     #[test]
-    fn turn_pool_paths() {
-        assert!(runs_on_turn_pool("/v1/chat/completions?x=1"));
-        assert!(runs_on_turn_pool("/management/v1/playground/chat"));
-        assert!(!runs_on_turn_pool("/v1/models"));
+    fn turn_routes_run_on_the_turn_pool() {
+        let check = |method: &str, url: &str, expected: Pool| {
+            assert_eq!(pool_for(method, url), expected, "{method} {url}");
+        };
+        check("POST", "/v1/chat/completions?x=1", Pool::Turns);
+        check("POST", "/management/v1/playground/chat", Pool::Turns);
+        check("GET", "/v1/models", Pool::Api);
         // Every spelling the router accepts for a turn route.
-        assert!(runs_on_turn_pool("/v1//chat/completions/"));
-        assert!(runs_on_turn_pool("/v1/chat%2Fcompletions"));
-        assert!(!runs_on_turn_pool("/v1/chat/completions/x"));
-        assert!(runs_on_turn_pool("/v1/responses"));
-        assert!(runs_on_turn_pool("/v1//responses/?stream=true"));
-        assert!(!runs_on_turn_pool("/v1/responses/resp_1"));
+        check("POST", "/v1//chat/completions/", Pool::Turns);
+        check("POST", "/v1/chat%2Fcompletions", Pool::Turns);
+        check("POST", "/v1/chat/completions/x", Pool::Api);
+        check("POST", "/v1/responses", Pool::Turns);
+        check("POST", "/v1//responses/?stream=true", Pool::Turns);
+        check("GET", "/v1/responses/resp_1", Pool::Api);
+        // The wrong method is answered 405 by an api worker.
+        check("GET", "/v1/chat/completions", Pool::Api);
+        // Exactly the routes with an admission are turns.
+        let turns: Vec<String> = ROUTES
+            .iter()
+            .filter(|e| e.pool() == Pool::Turns)
+            .map(|e| format!("{} {}", e.method, e.pattern))
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                "POST /v1/chat/completions",
+                "POST /v1/responses",
+                "POST /management/v1/playground/chat"
+            ]
+        );
+    }
+
+    #[test]
+    fn planes() {
+        let check = |url: &str, expected: Plane| {
+            assert_eq!(plane_of_url(url), expected, "{url}");
+        };
+        check("/v1/models", Plane::OpenAi);
+        check("/v1", Plane::OpenAi);
+        check("//v1/nope?x", Plane::OpenAi);
+        check("/v1x", Plane::Management);
+        check("/management/v1/overview", Plane::Management);
+        check("/", Plane::Management);
+    }
+
+    /// First match wins only if no two patterns match one path: each pattern, filled in, is
+    /// matched by itself (and its other methods) alone.
+    #[test]
+    fn patterns_do_not_overlap() {
+        for endpoint in ROUTES {
+            let path: Vec<&str> = endpoint
+                .pattern
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .map(|p| if p.starts_with('{') { "x" } else { p })
+                .collect();
+            let matching: Vec<&str> = ROUTES
+                .iter()
+                .filter(|other| bind(other.pattern, &path).is_some())
+                .map(|other| other.pattern)
+                .filter(|pattern| *pattern != endpoint.pattern)
+                .collect();
+            assert!(
+                matching.is_empty(),
+                "{} overlaps {matching:?}",
+                endpoint.pattern
+            );
+        }
+    }
+
+    #[test]
+    fn each_method_and_pattern_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for endpoint in ROUTES {
+            assert!(
+                seen.insert((endpoint.method, endpoint.pattern)),
+                "{} {} twice",
+                endpoint.method,
+                endpoint.pattern
+            );
+        }
     }
 }

@@ -5,6 +5,22 @@
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+super::text_enum! {
+    /// An account's health as bookkeeping after runs left it.
+    #[derive(Default)]
+    pub enum AccountStatus ("account status") {
+        /// Usable (a new account is).
+        #[default]
+        Ready = "ready",
+        /// Rate-limited until `cooldown_until`.
+        Cooldown = "cooldown",
+        /// The provider refused the credential; an operator must log in again.
+        NeedsReauth = "needs_reauth",
+        /// Failing for another reason.
+        Error = "error",
+    }
+}
+
 /// One account row.
 #[derive(Debug, Clone, Default)]
 pub struct Account {
@@ -20,8 +36,8 @@ pub struct Account {
     pub enabled: bool,
     /// The CLI-primary account, preferred while it has headroom.
     pub cli_primary: bool,
-    /// ready | cooldown | needs_reauth | error.
-    pub status: String,
+    /// Ready, cooldown, needs-reauth or error.
+    pub status: AccountStatus,
     /// The vault-sealed credential.
     pub sealed_credential: Vec<u8>,
     /// Expiry of the OAuth access token, epoch ms.

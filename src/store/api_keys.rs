@@ -5,8 +5,20 @@
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+super::text_enum! {
+    /// Whether a key still authenticates (expiry is a separate time, not a state).
+    #[derive(Default)]
+    pub enum KeyStatus ("API key status") {
+        /// Authenticates until it expires (a new key is).
+        #[default]
+        Active = "active",
+        /// Revoked (by its user, an operator, a rotation or the user's deletion).
+        Revoked = "revoked",
+    }
+}
+
 /// One key row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiKey {
     /// `uag_key_<12hex>`.
     pub id: String,
@@ -18,8 +30,8 @@ pub struct ApiKey {
     pub key_prefix: String,
     /// Free label.
     pub label: Option<String>,
-    /// active | revoked.
-    pub status: String,
+    /// Active or revoked.
+    pub status: KeyStatus,
     /// Epoch ms.
     pub created_at: i64,
     /// Epoch ms.

@@ -43,6 +43,68 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 const READERS: usize = 4;
 
+/// Declares a closed set stored as a `TEXT` column: the enum with its stored names, `as_str`,
+/// `parse`, `Display`, and `ToSql`/`FromSql`. Reading a name the set does not have is an error
+/// (a database written by something else, or a newer Codara), never a silent default.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$variant_meta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored (and shown) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+
+            /// The value stored as `text`, if it is one.
+            pub fn parse(text: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|value| value.as_str() == text)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `pad`, so that `{:<10}` in a CLI table lines up.
+                f.pad(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} `{text}`", $what).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
 /// Handles to one SQLite database: a single writer and a few readers (WAL lets them overlap).
 pub struct Store {
     path: PathBuf,
@@ -217,6 +279,71 @@ mod tests {
         .unwrap();
         let error = migrate(&mut conn).unwrap_err().to_string();
         assert!(error.contains("newer than this codara"), "{error}");
+    }
+
+    /// Each closed set survives a round trip through SQLite; a name it does not have is an error
+    /// naming the set and the value.
+    #[test]
+    fn closed_sets_round_trip_and_refuse_unknown_names() {
+        use rusqlite::types::{FromSql, ToSql};
+        fn check<T: ToSql + FromSql + PartialEq + std::fmt::Debug + Copy>(
+            conn: &Connection,
+            all: &[T],
+            unknown_error: &str,
+        ) {
+            for value in all {
+                let back: T = conn.query_row("SELECT ?1", [value], |r| r.get(0)).unwrap();
+                assert_eq!(back, *value);
+            }
+            let error = conn
+                .query_row("SELECT 'frozen'", [], |r| r.get::<_, T>(0))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(unknown_error), "{error}");
+        }
+        let conn = in_memory();
+        check(
+            &conn,
+            users::UserStatus::ALL,
+            "unknown user status `frozen`",
+        );
+        check(
+            &conn,
+            api_keys::KeyStatus::ALL,
+            "unknown API key status `frozen`",
+        );
+        check(
+            &conn,
+            accounts::AccountStatus::ALL,
+            "unknown account status `frozen`",
+        );
+        check(
+            &conn,
+            turns::TurnStatus::ALL,
+            "unknown turn status `frozen`",
+        );
+        let names: Vec<&str> = turns::TurnStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["ok", "error", "stalled", "timeout", "interrupted"]);
+        assert_eq!(format!("[{:<8}]", users::UserStatus::Active), "[active  ]");
+    }
+
+    /// A row with a status this build does not know is a read error, not a default.
+    #[test]
+    fn an_unknown_stored_status_fails_the_read() {
+        let conn = in_memory();
+        conn.execute(
+            "INSERT INTO users (id, email, display_name, status, workspace_path, \
+             max_concurrency, created_by, created_at, updated_at) \
+             VALUES ('u1', 'a@b.c', 'A', 'frozen', '/w/u1', 1, 'cli', 0, 0)",
+            [],
+        )
+        .unwrap();
+        let error = users::get(&conn, "u1").unwrap_err();
+        assert_eq!(error.status(), 500);
+        assert!(
+            error.to_string().contains("unknown user status `frozen`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ mod tests {
             &crate::store::turns::Turn {
                 id: id.to_string(),
                 turn_index: 1,
-                status: "ok".to_string(),
+                status: crate::store::turns::TurnStatus::Ok,
                 ..crate::store::turns::Turn::default()
             },
         )

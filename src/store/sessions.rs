@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row};
 
 /// One stored session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Session {
     /// `ses_<12hex>`: the id clients and the management API see.
     pub id: String,

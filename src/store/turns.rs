@@ -5,6 +5,24 @@
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+super::text_enum! {
+    /// How a stored turn ended.
+    #[derive(Default)]
+    pub enum TurnStatus ("turn status") {
+        /// The CLI finished and its reply was accepted.
+        #[default]
+        Ok = "ok",
+        /// The CLI or the gateway failed the turn.
+        Error = "error",
+        /// The CLI went silent past the stall timeout.
+        Stalled = "stalled",
+        /// The turn overran its time limit.
+        Timeout = "timeout",
+        /// The gateway stopped during the turn (recovered from the journal at start-up).
+        Interrupted = "interrupted",
+    }
+}
+
 /// One stored turn.
 #[derive(Debug, Clone, Default)]
 pub struct Turn {
@@ -42,8 +60,8 @@ pub struct Turn {
     pub duration_ms: i64,
     /// The CLI's exit code.
     pub exit_code: Option<i64>,
-    /// ok | error | stalled | timeout.
-    pub status: String,
+    /// Ok, error, stalled, timeout or interrupted.
+    pub status: TurnStatus,
     /// The error message when not ok.
     pub error: Option<String>,
     /// Ended abnormally after touching files.

@@ -5,8 +5,22 @@
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+super::text_enum! {
+    /// Where a user stands: only active users' keys authenticate.
+    #[derive(Default)]
+    pub enum UserStatus ("user status") {
+        /// May use their keys (a new user is).
+        #[default]
+        Active = "active",
+        /// Keys refused until unsuspended.
+        Suspended = "suspended",
+        /// Gone for good (keys revoked, sessions ended); files are kept.
+        Deleted = "deleted",
+    }
+}
+
 /// One user row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct User {
     /// `uag_usr_<12hex>`.
     pub id: String,
@@ -14,8 +28,8 @@ pub struct User {
     pub email: String,
     /// Shown name.
     pub display_name: String,
-    /// active | suspended | deleted.
-    pub status: String,
+    /// Active, suspended or deleted.
+    pub status: UserStatus,
     /// `<workspaces root>/<id>`.
     pub workspace_path: String,
     /// Concurrent turns allowed.

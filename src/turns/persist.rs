@@ -8,6 +8,7 @@ use super::TurnRequest;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::store;
+use crate::store::turns::TurnStatus;
 
 /// The request's messages as stored JSON.
 pub(super) fn messages_json(messages: &[Message]) -> String {
@@ -123,13 +124,13 @@ pub(super) fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<S
         }
         let error_text = input.error.map(|e| e.to_string());
         let status = match input.error {
-            None => "ok",
+            None => TurnStatus::Ok,
             Some(Error::GatewayTimeout {
                 code: "cli_stalled",
                 ..
-            }) => "stalled",
-            Some(Error::GatewayTimeout { .. }) => "timeout",
-            Some(_) => "error",
+            }) => TurnStatus::Stalled,
+            Some(Error::GatewayTimeout { .. }) => TurnStatus::Timeout,
+            Some(_) => TurnStatus::Error,
         };
         store::turns::insert(
             tx,
@@ -151,7 +152,7 @@ pub(super) fn store_outcome(app: &App, input: StoreInput<'_>) -> Result<Option<S
                 cached_tokens: input.result.usage.cached_tokens as i64,
                 duration_ms: input.result.process.duration.as_millis() as i64,
                 exit_code: input.result.process.exit_code.map(i64::from),
-                status: status.to_string(),
+                status,
                 error: error_text,
                 dirty: input.dirty,
                 account_id: input.account_id.map(str::to_string),
@@ -229,7 +230,7 @@ pub fn recover_interrupted(app: &App) -> Result<usize> {
                     actions: "[]".to_string(),
                     modified_files: serde_json::to_string(&files).unwrap_or_default(),
                     duration_ms: (now - entry.started_at).max(0),
-                    status: "interrupted".to_string(),
+                    status: TurnStatus::Interrupted,
                     error: Some(
                         "the gateway stopped during this turn (crash, kill or power loss); the \
                          changes it made are kept"

@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
 use crate::store;
 use rusqlite::Connection;
-use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
@@ -91,10 +90,40 @@ pub fn decode_id(id: &str) -> Result<PathBuf> {
     Ok(relative)
 }
 
-/// The first characters of an id, for messages.
+/// Most characters of an id or a path quoted in a message.
+const SHOWN_CHARS: usize = 64;
+
+/// An id for messages: escaped and shortened like [`shown`] (the path segment it came from was
+/// percent-decoded and may hold anything).
 fn short(id: &str) -> String {
-    let mut text: String = id.chars().take(64).collect();
-    if id.chars().count() > 64 {
+    escaped(id.as_bytes())
+}
+
+/// A workspace path for messages: control characters as `\u{…}`, bytes that are not UTF-8 as
+/// `\xNN`, at most 64 characters then `…`. An id decodes to arbitrary bytes, and a message must
+/// not carry them raw into a terminal or a log.
+pub fn shown(relative: &Path) -> String {
+    escaped(relative.as_os_str().as_bytes())
+}
+
+fn escaped(bytes: &[u8]) -> String {
+    let mut pieces: Vec<String> = Vec::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            pieces.push(match c {
+                '\\' => "\\\\".to_string(),
+                c if c.is_control() => c.escape_unicode().to_string(),
+                c => c.to_string(),
+            });
+        }
+        pieces.extend(chunk.invalid().iter().map(|b| format!("\\x{b:02x}")));
+    }
+    let mut text: String = pieces
+        .iter()
+        .take(SHOWN_CHARS)
+        .map(String::as_str)
+        .collect();
+    if pieces.len() > SHOWN_CHARS {
         text.push('…');
     }
     text
@@ -116,7 +145,7 @@ pub struct Resolved {
 /// not a directory.
 pub fn resolve(root: &Path, id: &str) -> Result<Resolved> {
     let relative = decode_id(id)?;
-    let missing = || Error::NotFound(format!("workspace not found: {}", relative.display()));
+    let missing = || Error::NotFound(format!("workspace not found: {}", shown(&relative)));
     let root = root.canonicalize().map_err(|_| missing())?;
     let candidate = root.join(&relative);
     let path = match candidate.canonicalize() {
@@ -154,7 +183,7 @@ pub fn resolve(root: &Path, id: &str) -> Result<Resolved> {
             "workspace_id",
             format!(
                 "workspace `{}` goes through a symbolic link; use the id of the directory it points to",
-                relative.display()
+                shown(&relative)
             ),
         ));
     }
@@ -189,22 +218,6 @@ pub struct GitInfo {
     /// cannot be read safely (`git status` may run the repository's filters, so it runs only
     /// under confinement).
     pub dirty: Option<bool>,
-}
-
-impl GitInfo {
-    /// The wire form.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "is_git_repo": self.is_git_repo,
-            "branch": self.branch,
-            "head_commit": self.head_commit,
-            "short_commit": self.short_commit,
-            "head_summary": self.head_summary,
-            "head_committed_at": self.head_committed_at,
-            "remote_url": self.remote_url,
-            "dirty": self.dirty,
-        })
-    }
 }
 
 /// Reads `dir`'s git metadata with plumbing commands (`symbolic-ref`, `rev-list --format`,
@@ -303,20 +316,6 @@ impl Workspace {
     /// The prefix sessions store for this directory (their `workspace_path`).
     pub fn session_path(&self) -> String {
         self.path.display().to_string()
-    }
-
-    /// The wire form (the original gateway's record fields that Codara has).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "workspace_id": self.id,
-            "name": self.name,
-            "path": self.path.display().to_string(),
-            "relative_path": self.relative_path.display().to_string(),
-            "exists": true,
-            "git": self.git.to_json(),
-            "project": self.project.as_ref().map(ProjectMeta::to_json),
-            "bound_sessions_count": self.bound_sessions_count,
-        })
     }
 }
 
@@ -521,6 +520,30 @@ mod tests {
         assert_eq!(resolve(&root, "garbage!").unwrap_err().status(), 400);
     }
 
+    /// An id that decodes to control characters, bytes that are not UTF-8, or a long path is
+    /// shown escaped and short in its 404.
+    #[test]
+    fn messages_escape_and_shorten_what_an_id_decodes_to() {
+        let temp = Temp::new();
+        std::fs::create_dir_all(&temp.0).unwrap();
+        let check = |bytes: &[u8], expected: &str| {
+            let id = base64url_encode(bytes);
+            let error = resolve(&temp.0, &id).unwrap_err();
+            assert_eq!(error.status(), 404, "{error}");
+            assert_eq!(
+                error.to_string(),
+                format!("workspace not found: {expected}")
+            );
+        };
+        check(b"plain/dir", "plain/dir");
+        check(b"red\x1b[31m\nx", "red\\u{1b}[31m\\u{a}x");
+        check(b"bad\xff\xfe/\\", "bad\\xff\\xfe/\\\\");
+        let long = "é".repeat(100);
+        check(long.as_bytes(), &format!("{}…", "é".repeat(64)));
+        let garbage = decode_id("%0a\u{1b}").unwrap_err().to_string();
+        assert!(garbage.contains("`%0a\\u{1b}`"), "{garbage}");
+    }
+
     #[test]
     fn head_parsing() {
         let out = "commit 0123\n\u{1}0123abcd\u{0}0123\u{0}1700000000\u{0}Add: things\n";
@@ -542,7 +565,7 @@ mod tests {
             sandbox.enforced(),
             "these tests need a kernel with Landlock"
         );
-        let project = projects::create(
+        let project = projects::set_up(
             &root,
             &host(),
             &sandbox,
@@ -587,9 +610,8 @@ mod tests {
         assert!(proj.git.branch.is_some());
         assert_eq!(proj.git.dirty, Some(false));
         assert_eq!(proj.project.as_ref().unwrap().name, "proj");
-        let json = proj.to_json();
-        assert_eq!(json["relative_path"], "proj");
-        assert_eq!(json["project"]["template"], "default");
+        assert_eq!(proj.relative_path, PathBuf::from("proj"));
+        assert_eq!(proj.project.as_ref().unwrap().template, "default");
 
         // A repository without commits: branch known, no HEAD; untracked files make it dirty.
         let app = &workspaces[2];

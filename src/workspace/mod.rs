@@ -6,13 +6,16 @@
 //! turn only (new, deleted and binary files included) and [`Snapshots::restore`] can put the tree
 //! back. Snapshots live in a repository the gateway owns and never read the workspace's own git
 //! configuration; hosts without git get the content [`manifest`] instead.
-//! [`inventory`] discovers the workspaces under the root (git metadata, ids for URLs) and
-//! [`projects`] creates named workspaces from templates.
-//! Must not decide policy (which turn may be reverted, who may see a workspace): callers do.
+//! [`inventory`] discovers the workspaces under the root (git metadata, ids for URLs),
+//! [`projects`] creates named workspaces from templates, and [`ops`] holds the operations every
+//! front shares (reset, delete, revert, wiping a session), each under the workspace's turn lock
+//! and audited in the transaction of its change.
+//! Must not decide who may do what (which caller may see or change a workspace): callers do.
 
 pub mod git;
 pub mod inventory;
 pub mod manifest;
+pub mod ops;
 pub mod projects;
 pub mod zone;
 

@@ -1,15 +1,19 @@
 //! Projects: named workspaces `<root>/<name>`, laid out from a template, described by
 //! `.codara/project.toml` and made a git repository with an initial commit.
 //!
-//! Owns project names, templates and the metadata file format. Writes only inside the project
-//! directory and never through a symbolic link; an existing directory that Codara did not create
-//! is taken over only with `force`. Must not record audit entries or touch the store: callers do.
+//! Owns project names, templates and the metadata file format, and [`create`], the one
+//! operation the API and the CLI both call (the workspace lock, the layout, the audit entry).
+//! Writes only inside the project directory and never through a symbolic link; an existing
+//! directory (a project already, or one Codara did not create) is taken over only with `force`.
+//! Must not parse requests or render their answers: callers do.
 
 use super::git::{Git, DEFAULT_IDENTITY};
+use super::ops::Context;
+use crate::audit::{self, Actor};
 use crate::config::HostEnv;
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -144,21 +148,6 @@ pub struct ProjectMeta {
     pub metadata_path: PathBuf,
 }
 
-impl ProjectMeta {
-    /// The wire form; `default_provider` repeats `provider` under the original gateway's name.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "template": self.template,
-            "provider": self.provider,
-            "default_provider": self.provider,
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "metadata_path": self.metadata_path.display().to_string(),
-        })
-    }
-}
-
 /// True when `dir` holds a project metadata file (readable or not).
 pub fn has_metadata(dir: &Path) -> bool {
     std::fs::symlink_metadata(dir.join(METADATA_PATH)).is_ok()
@@ -213,15 +202,96 @@ pub struct ProjectInfo {
     pub created: bool,
 }
 
-/// Creates project `name` under `root` (created if missing) from `template`, or initializes the
-/// existing directory when it already has Codara metadata or `force` is set (existing files are
-/// kept; `created_at` and `created_by` of existing metadata too). Then makes the directory a git
-/// repository with an initial commit of the layout when it has no commit yet.
-///
-/// Errors: 400 for a bad name, template or provider; 409 when the directory exists without
-/// metadata and `force` is off, or when something in the way is not a plain directory or file.
-#[allow(clippy::too_many_arguments)] // Each is one field of the request; a struct would only rename them.
+/// Input of [`create`]: what the API's body and the CLI's arguments say.
+#[derive(Debug, Clone, Copy)]
+pub struct NewProject<'a> {
+    /// The project name (one path segment).
+    pub name: &'a str,
+    /// The template; `[workspace].default_template` when `None`.
+    pub template: Option<&'a str>,
+    /// The default provider of the project's turns.
+    pub provider: Option<&'a str>,
+    /// Initialize a directory that already exists (a project or not).
+    pub force: bool,
+}
+
+/// Creates project `name` under the workspaces root, for every front: under the directory's
+/// turn lock (a 409 while a turn runs there), laid out by [`set_up`], then audited as
+/// `project.created` or `project.initialized` (the files exist before the entry is written: a
+/// directory cannot be part of a transaction). `created_by` in the metadata is the actor.
 pub fn create(
+    ctx: &Context<'_>,
+    input: NewProject<'_>,
+    actor: &Actor,
+    request_id: Option<&str>,
+) -> Result<ProjectInfo> {
+    validate_name(input.name)?;
+    let template = input
+        .template
+        .unwrap_or(&ctx.config.workspace.default_template);
+    Template::parse(template)?;
+    if let Some(provider) = input.provider {
+        validate_provider(provider)?;
+    }
+    let root = &ctx.config.workspace.root;
+    crate::datadir::ensure_private_dir(root)?;
+    let dir = root
+        .canonicalize()
+        .map_err(|e| Error::io(root, e))?
+        .join(input.name);
+    let _guard = ctx.lock(&dir, super::ops::LOCK_WAIT, input.name)?;
+    let info = set_up(
+        root,
+        &ctx.config.host,
+        ctx.sandbox,
+        input.name,
+        template,
+        input.provider,
+        &actor.as_string(),
+        input.force,
+    )?;
+    let action = if info.created {
+        "project.created"
+    } else {
+        "project.initialized"
+    };
+    ctx.store.write(|tx| {
+        audit::record(
+            tx,
+            audit::Record {
+                actor,
+                action,
+                target_type: "project",
+                target_id: &info.meta.name,
+                before: None,
+                after: Some(json!({
+                    "name": info.meta.name,
+                    "path": info.path.display().to_string(),
+                    "relative_path": info.relative_path,
+                    "template": info.meta.template,
+                    "provider": info.meta.provider,
+                    "created": info.created,
+                    "metadata_path": info.meta.metadata_path.display().to_string(),
+                })),
+                request_id,
+            },
+        )
+    })?;
+    log::info!("{action}: {} ({})", info.meta.name, info.path.display());
+    Ok(info)
+}
+
+/// Lays out project `name` under `root` (created if missing) from `template`; with `force`,
+/// initializes a directory that already exists (existing files are kept; `created_at` and
+/// `created_by` of existing metadata too). Then makes the directory a git repository with an
+/// initial commit of the layout when it has no commit yet. No lock, no audit: [`create`] is
+/// the operation.
+///
+/// Errors: 400 for a bad name, template or provider; 409 when the directory exists and `force`
+/// is off (a project already, or a directory Codara did not make), or when something in the
+/// way is not a plain directory or file.
+#[allow(clippy::too_many_arguments)] // Each is one field of the request; a struct would only rename them.
+pub(crate) fn set_up(
     root: &Path,
     host: &HostEnv,
     sandbox: &Sandbox,
@@ -251,6 +321,14 @@ pub fn create(
         Err(e) => return Err(Error::io(&dir, e)),
     };
     let previous = if existing { read_metadata(&dir) } else { None };
+    if existing && has_metadata(&dir) && !force {
+        let template = previous.as_ref().map_or("unknown", |p| p.template.as_str());
+        return Err(Error::Conflict(format!(
+            "project {name} already exists (template {template}) at {}; use force (`--force`) \
+             to initialize it again (its files are kept, its metadata is rewritten)",
+            dir.display()
+        )));
+    }
     if existing && !has_metadata(&dir) && !force {
         return Err(Error::Conflict(format!(
             "project path already exists and was not initialized by Codara: {}; use force \
@@ -673,7 +751,7 @@ mod tests {
             } else {
                 format!("{template}-proj")
             };
-            let info = create(
+            let info = set_up(
                 &temp.0,
                 &host(),
                 &Sandbox::for_tests(),
@@ -733,7 +811,7 @@ mod tests {
         let temp = Temp::new();
         std::fs::create_dir_all(temp.0.join("mine")).unwrap();
         std::fs::write(temp.0.join("mine/README.md"), "mine\n").unwrap();
-        let error = create(
+        let error = set_up(
             &temp.0,
             &host(),
             &Sandbox::for_tests(),
@@ -746,7 +824,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.status(), 409);
         assert!(error.to_string().contains("force"), "{error}");
-        let info = create(
+        let info = set_up(
             &temp.0,
             &host(),
             &Sandbox::for_tests(),
@@ -762,8 +840,8 @@ mod tests {
             std::fs::read_to_string(info.path.join("README.md")).unwrap(),
             "mine\n"
         );
-        // Re-initializing a project keeps when and by whom it was created.
-        let again = create(
+        // An existing project is not laid out again without force (its template stays).
+        let error = set_up(
             &temp.0,
             &host(),
             &Sandbox::for_tests(),
@@ -773,6 +851,27 @@ mod tests {
             "cli",
             false,
         )
+        .unwrap_err();
+        assert_eq!(error.status(), 409);
+        assert!(
+            error
+                .to_string()
+                .contains("already exists (template default)"),
+            "{error}"
+        );
+        assert_eq!(read_metadata(&info.path).unwrap().template, "default");
+        assert!(!info.path.join("notes").exists());
+        // Re-initializing a project with force keeps when and by whom it was created.
+        let again = set_up(
+            &temp.0,
+            &host(),
+            &Sandbox::for_tests(),
+            "mine",
+            "docs",
+            Some("gemini"),
+            "cli",
+            true,
+        )
         .unwrap();
         assert_eq!(again.meta.created_at, info.meta.created_at);
         assert_eq!(again.meta.created_by.as_deref(), Some("operator"));
@@ -781,7 +880,7 @@ mod tests {
         // Something that is not a directory is in the way.
         std::fs::write(temp.0.join("file"), "x").unwrap();
         assert_eq!(
-            create(
+            set_up(
                 &temp.0,
                 &host(),
                 &Sandbox::for_tests(),
@@ -800,7 +899,7 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::create_dir_all(temp.0.join("linked")).unwrap();
         std::os::unix::fs::symlink(&outside, temp.0.join("linked/.codara")).unwrap();
-        let error = create(
+        let error = set_up(
             &temp.0,
             &host(),
             &Sandbox::for_tests(),
@@ -842,7 +941,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.join("pre-commit"), format!("#!/bin/sh\n{run}\n")).unwrap();
         std::fs::write(dir.join(".gitattributes"), "* filter=x\n").unwrap();
-        let info = create(
+        let info = set_up(
             &temp.0,
             &host(),
             &Sandbox::for_tests(),

@@ -6,6 +6,7 @@ mod accounts;
 mod attachments;
 mod auth;
 mod authz;
+mod cli;
 mod config;
 mod dashboard;
 mod hostile_http;

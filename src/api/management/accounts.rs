@@ -3,7 +3,7 @@
 
 use crate::accounts;
 use crate::api::auth::Principal;
-use crate::api::params::segment;
+use crate::api::wire::{self, AccountView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -34,11 +34,13 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let rows = app
         .store
         .read(|conn| crate::store::accounts::list(conn, None))?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|a| accounts::account_json(a, now))
-        .collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(
+        &rows
+            .iter()
+            .map(|account| AccountView::new(account, now))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `POST /management/v1/accounts`: `{id, provider, auth_type, label?, credential}` where
@@ -79,18 +81,18 @@ pub fn add(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<R
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     )
     .with_status(201))
 }
 
 /// `PATCH /management/v1/accounts/{id}`: label and enabled.
 pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let body: UpdateAccount = request.json()?;
     let account = accounts::update(
         &app.store,
-        &id,
+        id,
         body.label,
         body.enabled,
         &principal.actor(),
@@ -98,17 +100,17 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     ))
 }
 
 /// `DELETE /management/v1/accounts/{id}`.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     accounts::remove(
         &app.store,
         &app.config.storage.data_dir,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
@@ -120,31 +122,31 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `POST /management/v1/accounts/{id}/primary`.
 pub fn primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let account = accounts::set_primary(
         &app.store,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     ))
 }
 
 /// `POST /management/v1/accounts/{id}/recover`.
 pub fn recover(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let account = accounts::recover(
         &app.store,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        accounts::account_json(&account, crate::clock::now_ms()),
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
     ))
 }
 

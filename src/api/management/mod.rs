@@ -6,6 +6,7 @@ pub mod auth;
 pub mod overview;
 pub mod playground;
 pub mod projects;
+pub mod providers;
 pub mod sessions;
 pub mod users;
 pub mod version;

@@ -5,20 +5,17 @@
 //! with the project metadata filled in.
 
 use crate::api::auth::Principal;
+use crate::api::wire::{self, CreatedProjectView, WorkspaceView};
 use crate::app::App;
-use crate::audit::{self, Actor};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::workspace::inventory;
+use crate::workspace::ops;
 use crate::workspace::projects::{self, Template};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a create waits for a running turn in an existing directory before a 409.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,74 +48,35 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     };
     app.store
         .read(|conn| inventory::count_sessions(conn, &mut records))?;
-    let data: Vec<Value> = records.iter().map(inventory::Workspace::to_json).collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(&records.iter().map(WorkspaceView::from).collect::<Vec<_>>())?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `POST /management/v1/projects` `{name, template?, provider?, force?}`: creates the project
-/// (201), or initializes an existing directory (200; with `force` when it has no metadata).
-/// Audited as `project.created` or `project.initialized`.
-pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
+/// (201), or with `force` initializes a directory that exists (200); an existing directory
+/// without `force` is a 409 (`workspace::projects::create`).
+pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let body: CreateProject = request.json()?;
     let name = body
         .name
         .ok_or_else(|| Error::bad_param("name", "`name` is required"))?;
-    projects::validate_name(&name)?;
-    let template = body
-        .template
-        .unwrap_or_else(|| app.config.workspace.default_template.clone());
     let provider = body.provider.or(body.default_provider);
-    let root = &app.config.workspace.root;
-    crate::datadir::ensure_private_dir(root)?;
-    let dir = root
-        .canonicalize()
-        .map_err(|e| Error::io(root, e))?
-        .join(&name);
-    let _guard = app.turn_locks.workspace(&dir, LOCK_WAIT).ok_or_else(|| {
-        Error::Conflict(format!(
-            "a turn is running in {name}; retry when it finishes"
-        ))
-    })?;
     let info = projects::create(
-        root,
-        &app.config.host,
-        &app.sandbox,
-        &name,
-        &template,
-        provider.as_deref(),
-        "operator",
-        body.force.unwrap_or(false),
+        &ops::Context::of(app),
+        projects::NewProject {
+            name: &name,
+            template: body.template.as_deref(),
+            provider: provider.as_deref(),
+            force: body.force.unwrap_or(false),
+        },
+        &principal.actor(),
+        Some(&request.request_id),
     )?;
-    let action = if info.created {
-        "project.created"
-    } else {
-        "project.initialized"
-    };
-    app.store.write(|tx| {
-        audit::record(
-            tx,
-            audit::Record {
-                actor: &Actor::Operator,
-                action,
-                target_type: "project",
-                target_id: &info.meta.name,
-                before: None,
-                after: Some(json!({
-                    "name": info.meta.name,
-                    "path": info.path.display().to_string(),
-                    "relative_path": info.relative_path,
-                    "template": info.meta.template,
-                    "provider": info.meta.provider,
-                    "created": info.created,
-                    "metadata_path": info.meta.metadata_path.display().to_string(),
-                })),
-                request_id: Some(&request.request_id),
-            },
-        )
+    let record = project_record(app, &info)?;
+    let data = wire::json(&CreatedProjectView {
+        workspace: WorkspaceView::from(&record),
+        created: info.created,
     })?;
-    log::info!("{action}: {} ({})", info.meta.name, info.path.display());
-    let mut data = project_record(app, &info)?;
-    data["created"] = json!(info.created);
     let response = json!({
         "ok": true,
         "data": data,
@@ -133,10 +91,7 @@ pub fn create(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
 /// `GET /management/v1/projects/{name}`: the project's record. For clients of the original
 /// gateway, a workspace id of a project directory is accepted too.
 pub fn info(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let segments = request.segments();
-    let key = segments
-        .get(3)
-        .ok_or_else(|| Error::NotFound("no such project".to_string()))?;
+    let key = request.param("name")?;
     let root = &app.config.workspace.root;
     let by_name = projects::info(root, key);
     let info = match by_name {
@@ -146,8 +101,11 @@ pub fn info(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
         }
         Err(error) => return Err(error),
     };
-    let data = project_record(app, &info)?;
-    Ok(Response::envelope(&request.request_id, data))
+    let record = project_record(app, &info)?;
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&WorkspaceView::from(&record))?,
+    ))
 }
 
 /// The project at the directory a workspace id names, when it is a project.
@@ -163,7 +121,7 @@ fn by_workspace_id(root: &Path, id: &str) -> Option<projects::ProjectInfo> {
 }
 
 /// The workspace record of a project, with its bound-session count.
-fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<Value> {
+fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<inventory::Workspace> {
     let root = app
         .config
         .workspace
@@ -178,5 +136,5 @@ fn project_record(app: &App, info: &projects::ProjectInfo) -> Result<Value> {
     );
     app.store
         .read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
-    Ok(record.to_json())
+    Ok(record)
 }

@@ -1,13 +1,14 @@
 //! `/management/v1/sessions`: list, detail with turns, a turn's diff, and reverting a turn.
 
 use crate::api::auth::Principal;
-use crate::api::params::{self, segment};
+use crate::api::params;
+use crate::api::wire::{self, SessionDetailView, SessionView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::store;
-use serde_json::{json, Value};
-use std::path::Path;
+use crate::workspace::ops;
+use serde_json::json;
 use std::sync::Arc;
 
 /// `GET /management/v1/sessions?user_id=&limit=`.
@@ -17,44 +18,32 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let sessions = app
         .store
         .read(|conn| store::sessions::list(conn, user, limit))?;
-    let data: Vec<Value> = sessions.iter().map(session_json).collect();
-    Ok(Response::envelope(&request.request_id, json!(data)))
+    let data = wire::json(&sessions.iter().map(SessionView::from).collect::<Vec<_>>())?;
+    Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `GET /management/v1/sessions/{id}`: the session and its turns.
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?;
+    let id = request.param("id")?;
     let (session, turns) = app.store.read(|conn| {
-        let session = store::sessions::get(conn, &id)?
+        let session = store::sessions::get(conn, id)?
             .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        let turns = store::turns::list_for_session(conn, &id)?;
+        let turns = store::turns::list_for_session(conn, id)?;
         Ok((session, turns))
     })?;
-    let mut data = session_json(&session);
-    data["turns"] = json!(turns.iter().map(turn_json).collect::<Vec<_>>());
+    let data = wire::json(&SessionDetailView::of(&session, &turns))?;
     Ok(Response::envelope(&request.request_id, data))
 }
 
 /// `DELETE /management/v1/sessions/{id}`: wipes the session and its turns (files are kept).
 pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = segment(request, 3)?.to_string();
-    app.store.write(|tx| {
-        let session = store::sessions::get(tx, &id)?
-            .ok_or_else(|| Error::NotFound(format!("no session {id}")))?;
-        store::sessions::delete(tx, &id)?;
-        crate::audit::record(
-            tx,
-            crate::audit::Record {
-                actor: &principal.actor(),
-                action: "session.wiped",
-                target_type: "session",
-                target_id: &id,
-                before: Some(session_json(&session)),
-                after: None,
-                request_id: Some(&request.request_id),
-            },
-        )
-    })?;
+    let id = request.param("id")?;
+    ops::wipe_session(
+        &app.store,
+        id,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({"id": id, "wiped": true}),
@@ -64,12 +53,7 @@ pub fn wipe(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<
 /// `GET /management/v1/sessions/{id}/turns/{n}/diff`: the files and unified diff of one turn.
 pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
-    let (before, after) = trees(&turn)?;
-    let snapshots = crate::workspace::Snapshots::of(
-        &app.config.storage.data_dir,
-        Path::new(&turn.workspace_path),
-    );
-    let (changes, diff) = snapshots.diff(&app.config.host, &before, &after)?;
+    let (changes, diff) = ops::turn_diff(&ops::Context::of(app), &turn)?;
     Ok(Response::envelope(
         &request.request_id,
         json!({
@@ -82,116 +66,29 @@ pub fn turn_diff(app: &Arc<App>, request: &Request, _principal: &Principal) -> R
 }
 
 /// `POST /management/v1/sessions/{id}/turns/{n}/revert`: restores the workspace to before that
-/// turn (with the workspace's own index in the gateway's snapshot store) and records
-/// `turn.reverted` with the tree it replaced, so a revert can itself be undone.
+/// turn (`workspace::ops::revert`: under the workspace lock, audited as `turn.reverted`).
 pub fn turn_revert(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let turn = load_turn(app, request)?;
-    let (before, _) = trees(&turn)?;
-    let workspace = Path::new(&turn.workspace_path);
-    let timeout = std::time::Duration::from_secs(app.config.workspace.lock_timeout_seconds);
-    let _guard = app
-        .turn_locks
-        .workspace(workspace, timeout)
-        .ok_or_else(|| {
-            Error::Conflict("a turn is running in this workspace; retry when it finishes".into())
-        })?;
-    let snapshots = crate::workspace::Snapshots::of(&app.config.storage.data_dir, workspace);
-    let replaced = snapshots.restore(&app.config.host, &before)?;
-    app.store.write(|tx| {
-        crate::audit::record(
-            tx,
-            crate::audit::Record {
-                actor: &principal.actor(),
-                action: "turn.reverted",
-                target_type: "turn",
-                target_id: &turn.id,
-                before: Some(json!({"tree": replaced.tree})),
-                after: Some(json!({"tree": before.tree, "workspace_path": turn.workspace_path})),
-                request_id: Some(&request.request_id),
-            },
-        )
-    })?;
-    log::info!(
-        "reverted workspace {} to before turn {}",
-        workspace.display(),
-        turn.id
-    );
+    ops::revert(
+        &ops::Context::of(app),
+        &turn,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
     Ok(Response::envelope(
         &request.request_id,
         json!({"reverted": true, "turn_id": turn.id, "workspace": turn.workspace_path}),
     ))
 }
 
+/// The turn `{turn}` of session `{id}`; a 400 naming `turn` when it is not a number.
 fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
-    let id = segment(request, 3)?;
-    let index_text = segment(request, 5)?;
+    let id = request.param("id")?;
+    let index_text = request.param("turn")?;
     let index: i64 = index_text.parse().map_err(|_| {
         Error::bad_param("turn", format!("turn must be a number, got `{index_text}`"))
     })?;
     app.store
-        .read(|conn| store::turns::get(conn, &id, index))?
+        .read(|conn| store::turns::get(conn, id, index))?
         .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
-}
-
-fn trees(
-    turn: &store::turns::Turn,
-) -> Result<(crate::workspace::Snapshot, crate::workspace::Snapshot)> {
-    match (&turn.before_tree, &turn.after_tree) {
-        (Some(before), Some(after)) => Ok((
-            crate::workspace::Snapshot::from_tree(before),
-            crate::workspace::Snapshot::from_tree(after),
-        )),
-        _ => Err(Error::Conflict(
-            "this turn has no workspace snapshots".into(),
-        )),
-    }
-}
-
-/// The wire form of a session.
-pub fn session_json(session: &store::sessions::Session) -> Value {
-    json!({
-        "id": session.id,
-        "user_id": session.user_id,
-        "workspace_id": session.workspace_id,
-        "workspace_path": session.workspace_path,
-        "client_session_id": session.client_session_id,
-        "provider": session.provider,
-        "model": session.model,
-        "cli_session_id": session.cli_session_id,
-        "account_id": session.account_id,
-        "turn_count": session.turn_count,
-        "message_count": session.message_count,
-        "dirty": session.dirty,
-        "created_at": crate::clock::rfc3339(session.created_at),
-        "updated_at": crate::clock::rfc3339(session.updated_at),
-    })
-}
-
-/// The wire form of a turn.
-pub fn turn_json(turn: &store::turns::Turn) -> Value {
-    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-    json!({
-        "id": turn.id,
-        "turn_index": turn.turn_index,
-        "provider": turn.provider,
-        "model": turn.model,
-        "cli_session_id": turn.cli_session_id,
-        "resumed": turn.resumed,
-        "prompt": turn.prompt,
-        "reply": turn.reply,
-        "actions": parse(&turn.actions),
-        "modified_files": parse(&turn.modified_files),
-        "usage": {
-            "prompt_tokens": turn.prompt_tokens,
-            "completion_tokens": turn.completion_tokens,
-            "cached_tokens": turn.cached_tokens,
-        },
-        "duration_ms": turn.duration_ms,
-        "exit_code": turn.exit_code,
-        "status": turn.status,
-        "error": turn.error,
-        "dirty": turn.dirty,
-        "account_id": turn.account_id,
-        "created_at": crate::clock::rfc3339(turn.created_at),
-    })
 }

@@ -3,13 +3,14 @@
 
 use crate::api::auth::Principal;
 use crate::api::params;
+use crate::api::wire::{self, CreatedUserView, IssuedKeyView, KeyView, UserDetailView, UserView};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::store;
 use crate::users;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
@@ -45,13 +46,6 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
     Option::<i64>::deserialize(d).map(Some)
 }
 
-/// `key` plus the raw key, shown once.
-pub fn issued_json(issued: &users::IssuedKey) -> Value {
-    let mut value = users::key_json(&issued.key);
-    value["key"] = json!(issued.raw);
-    value
-}
-
 /// `POST /management/v1/users`.
 pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let body: CreateUser = request.json()?;
@@ -74,8 +68,10 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
         &principal.actor(),
         Some(&request.request_id),
     )?;
-    let mut data = users::user_json(&user);
-    data["api_key"] = issued_json(&issued);
+    let data = wire::json(&CreatedUserView {
+        user: UserView::from(&user),
+        api_key: IssuedKeyView::from(&issued),
+    })?;
     Ok(Response::envelope(&request.request_id, data).with_status(201))
 }
 
@@ -91,7 +87,7 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     let next = has_more
         .then(|| rows.last().map(|u| format!("{}:{}", u.created_at, u.id)))
         .flatten();
-    let data: Vec<Value> = rows.iter().map(users::user_json).collect();
+    let data = wire::json(&rows.iter().map(UserView::from).collect::<Vec<_>>())?;
     let mut response =
         json!({"ok": true, "data": data, "meta": {"request_id": request.request_id}});
     response["meta"]["page"] = json!({"next_cursor": next, "has_more": has_more, "limit": limit});
@@ -100,54 +96,32 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
 
 /// `GET /management/v1/users/{id}`: the user with keys, sessions, usage and recent audit.
 pub fn detail(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
-    let user = users::get(&app.store, &id)?;
+    let id = request.param("id")?;
+    let user = users::get(&app.store, id)?;
     let (keys, sessions, usage, activity) = app.store.read(|conn| {
-        let keys = store::api_keys::list_for_user(conn, &id)?;
-        let sessions = store::sessions::list(conn, Some(&id), 50)?;
-        let usage = store::usage::list_for_user(conn, &id)?;
+        let keys = store::api_keys::list_for_user(conn, id)?;
+        let sessions = store::sessions::list(conn, Some(id), 50)?;
+        let usage = store::usage::list_for_user(conn, id)?;
         let filter = store::audit::Filter {
-            target_id: Some(id.clone()),
+            target_id: Some(id.to_string()),
             ..Default::default()
         };
         let activity = store::audit::search(conn, &filter, 20)?;
         Ok((keys, sessions, usage, activity))
     })?;
-    let mut data = users::user_json(&user);
-    data["keys"] = json!(keys.iter().map(users::key_json).collect::<Vec<_>>());
-    data["sessions"] = json!(sessions
-        .iter()
-        .map(|s| json!({"id": s.id, "client_session_id": s.client_session_id, "workspace_id": s.workspace_id,
-                        "provider": s.provider, "turn_count": s.turn_count, "updated_at": crate::clock::rfc3339(s.updated_at)}))
-        .collect::<Vec<_>>());
-    data["usage"] = usage_json(&usage);
-    data["recent_activity"] = json!(activity
-        .iter()
-        .map(super::audit::entry_json)
-        .collect::<Vec<_>>());
+    let data = wire::json(&UserDetailView {
+        user: UserView::from(&user),
+        keys: keys.iter().map(KeyView::from).collect(),
+        sessions: sessions.iter().map(wire::SessionView::from).collect(),
+        usage: wire::UsageView::of(&usage),
+        recent_activity: activity.iter().map(wire::AuditEntryView::from).collect(),
+    })?;
     Ok(Response::envelope(&request.request_id, data))
-}
-
-/// Usage rows plus totals.
-pub fn usage_json(rows: &[store::usage::UsageRow]) -> Value {
-    let sum = |f: fn(&store::usage::UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
-    json!({
-        "totals": {
-            "prompt_tokens": sum(|r| r.prompt_tokens),
-            "completion_tokens": sum(|r| r.completion_tokens),
-            "cached_tokens": sum(|r| r.cached_tokens),
-            "requests": sum(|r| r.requests),
-        },
-        "by_day": rows.iter().map(|r| json!({
-            "day": r.day, "provider": r.provider, "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens, "requests": r.requests,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// `PATCH /management/v1/users/{id}`.
 pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let body: UpdateUser = request.json()?;
     let patch = users::Patch {
         display_name: body.display_name,
@@ -156,14 +130,14 @@ pub fn update(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
     };
     let user = users::update(
         &app.store,
-        &id,
+        id,
         patch,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(&user),
+        wire::json(&UserView::from(&user))?,
     ))
 }
 
@@ -183,93 +157,165 @@ fn set_suspended(
     principal: &Principal,
     suspended: bool,
 ) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let actor = principal.actor();
-    let user = users::set_suspended(
-        &app.store,
-        &id,
-        suspended,
-        &actor,
-        Some(&request.request_id),
-    )?;
+    let user = users::set_suspended(&app.store, id, suspended, &actor, Some(&request.request_id))?;
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(&user),
+        wire::json(&UserView::from(&user))?,
     ))
 }
 
 /// `DELETE /management/v1/users/{id}`.
 pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let user = users::delete(
         &app.store,
-        &id,
+        id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::user_json(&user),
+        wire::json(&UserView::from(&user))?,
     ))
 }
 
 /// `GET /management/v1/users/{id}/keys`.
 pub fn keys(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
-    users::get(&app.store, &id)?;
+    let id = request.param("id")?;
+    users::get(&app.store, id)?;
     let keys = app
         .store
-        .read(|conn| store::api_keys::list_for_user(conn, &id))?;
+        .read(|conn| store::api_keys::list_for_user(conn, id))?;
     Ok(Response::envelope(
         &request.request_id,
-        json!(keys.iter().map(users::key_json).collect::<Vec<_>>()),
+        wire::json(&keys.iter().map(KeyView::from).collect::<Vec<_>>())?,
     ))
 }
 
 /// `POST /management/v1/users/{id}/keys`: an additional key, shown once.
 pub fn create_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = params::segment(request, 3)?;
+    let id = request.param("id")?;
     let body: CreateKey = request.json_opt()?.unwrap_or_default();
     let expires = params::time("expires_at", body.expires_at.as_deref())?;
     let issued = users::create_key(
         &app.store,
-        &id,
+        id,
         body.label.as_deref(),
         expires,
         &principal.actor(),
         Some(&request.request_id),
     )?;
-    Ok(Response::envelope(&request.request_id, issued_json(&issued)).with_status(201))
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&IssuedKeyView::from(&issued))?,
+    )
+    .with_status(201))
 }
 
 /// `DELETE /management/v1/users/{id}/keys/{key_id}`.
 pub fn revoke_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let (id, key_id) = (params::segment(request, 3)?, params::segment(request, 5)?);
+    let (id, key_id) = (request.param("id")?, request.param("key_id")?);
     let key = users::revoke_key(
         &app.store,
-        &id,
-        &key_id,
+        id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        users::key_json(&key),
+        wire::json(&KeyView::from(&key))?,
     ))
 }
 
 /// `POST /management/v1/users/{id}/keys/{key_id}/rotate`: revoke and reissue, shown once.
 pub fn rotate_key(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let (id, key_id) = (params::segment(request, 3)?, params::segment(request, 5)?);
+    let (id, key_id) = (request.param("id")?, request.param("key_id")?);
     let issued = users::rotate_key(
         &app.store,
-        &id,
-        &key_id,
+        id,
+        key_id,
         &principal.actor(),
         Some(&request.request_id),
     )?;
     Ok(Response::envelope(
         &request.request_id,
-        issued_json(&issued),
+        wire::json(&IssuedKeyView::from(&issued))?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testing::{self, TestApp};
+
+    /// The fields `POST /management/v1/users` needs, and what `PATCH` does with `null`.
+    #[test]
+    fn create_and_update() {
+        let test = TestApp::new();
+        for (body, expected) in [
+            (r#"{"display_name":"A"}"#, "400 email: `email` is required"),
+            (
+                r#"{"email":"a@example.com"}"#,
+                "400 display_name: `display_name` is required",
+            ),
+            (
+                r#"{"email":"nope","display_name":"A"}"#,
+                "400 email: `email` must be a valid address like name@example.com",
+            ),
+            (
+                r#"{"email":"a@example.com","display_name":"A","key_expires_at":"soon"}"#,
+                "400 key_expires_at: `key_expires_at` must be an RFC 3339 time, got `soon`",
+            ),
+            (
+                r#"{"email":"a@example.com","display_name":"A","role":"admin"}"#,
+                "400 role: invalid JSON body: unknown field `role`, expected one of `email`, \
+                 `display_name`, `max_concurrency`, `daily_token_budget`, `key_label`, \
+                 `key_expires_at` at line 1 column 50",
+            ),
+        ] {
+            let got = testing::error(test.operator("POST", "/management/v1/users", Some(body)));
+            assert_eq!(got, expected, "{body}");
+        }
+        let created = test
+            .operator(
+                "POST",
+                "/management/v1/users",
+                Some(r#"{"email":"A@Example.com","display_name":"A","daily_token_budget":500}"#),
+            )
+            .unwrap();
+        let (status, body) = testing::json(created);
+        assert_eq!(status, 201);
+        let data = &body["data"];
+        assert_eq!(data["email"], "a@example.com");
+        assert_eq!(data["daily_token_budget"], 500);
+        assert!(data["api_key"]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("uagk_live_"));
+        assert_eq!(data["api_key"]["status"], "active");
+        let url = format!("/management/v1/users/{}", data["id"].as_str().unwrap());
+        // An absent field stays; `null` clears the budget.
+        let (_, body) = testing::json(
+            test.operator("PATCH", &url, Some(r#"{"display_name":"B"}"#))
+                .unwrap(),
+        );
+        assert_eq!(
+            (
+                body["data"]["display_name"].as_str(),
+                body["data"]["daily_token_budget"].as_i64()
+            ),
+            (Some("B"), Some(500))
+        );
+        let (_, body) = testing::json(
+            test.operator("PATCH", &url, Some(r#"{"daily_token_budget":null}"#))
+                .unwrap(),
+        );
+        assert!(body["data"]["daily_token_budget"].is_null());
+        assert_eq!(
+            testing::error(test.operator("GET", "/management/v1/users/uag_usr_nope", None)),
+            "404 -: no user uag_usr_nope"
+        );
+    }
 }

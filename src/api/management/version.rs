@@ -47,3 +47,36 @@ pub fn release_json(check: &ReleaseCheck) -> Value {
         "cached": check.cached,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testing::{self, TestApp};
+
+    #[test]
+    fn check_updates_is_a_boolean() {
+        let test = TestApp::new();
+        for (query, expected) in [
+            ("", "ok 200"),
+            ("?check_updates=", "ok 200"),
+            ("?check_updates=false", "ok 200"),
+            ("?check_updates=0", "ok 200"),
+            ("?check_updates=true", "ok 200"),
+            ("?check_updates=1", "ok 200"),
+            (
+                "?check_updates=yes",
+                "400 check_updates: expected true or false, got `yes`",
+            ),
+        ] {
+            let url = format!("/management/v1/version{query}");
+            let got = testing::error(test.operator("GET", &url, None));
+            assert_eq!(got, expected, "{url}");
+        }
+        // Checking is off by default: asking does not call out.
+        let (_, body) = testing::json(
+            test.operator("GET", "/management/v1/version?check_updates=1", None)
+                .unwrap(),
+        );
+        assert_eq!(body["data"]["release_check"]["status"], "disabled");
+        assert_eq!(body["data"]["version"], crate::VERSION);
+    }
+}
