@@ -1,20 +1,27 @@
-//! `make bench` (second part): the gateway's overhead per agent turn and the model context growth
-//! over a 10-turn conversation, with the real codex CLI against the loopback mock model.
+//! `make bench` (second part): what an agent turn costs through the gateway, exec and warm, with
+//! the real CLIs against the loopback mock model (which answers at once).
 //!
-//! Method. Overhead: the same fresh codex turn is run (a) directly, with exactly the command line
-//! and environment Codara builds (`codex::command`) through the same runner, and (b) through
-//! `POST /v1/chat/completions` on the release binary (stateless turn, so both start a fresh CLI
-//! session); 9 runs each, interleaved; overhead = median(b) − median(a). It includes Codara's
-//! HTTP handling, two git snapshots of the workspace, the diff and the SQLite writes.
-//! Confinement: the same gateway turn on a second server with `[sandbox].mode = "off"`,
-//! interleaved with the others; the difference of the medians is what Landlock costs a turn
-//! (building the ruleset in the parent, the restriction in the child).
-//! First delta: a streamed turn (`stream: true`) over a raw socket; the time from sending the
-//! request to the first chunk with non-empty `delta.content`, and to `[DONE]`; median of 5 per
-//! provider. The mock streams its reply in 3 deltas 50 ms apart.
-//! Growth: a client that resends its whole history each turn, 10 turns on one session; for each
-//! turn the bytes of the model requests codex sent, and how often the first prompt occurs in the
-//! last request (1 = the CLI session holds each message once).
+//! Method.
+//! - Exec overhead: the same fresh codex turn run (a) directly, with exactly the command line and
+//!   environment Codara builds (`codex::command`) through the same runner, and (b) through
+//!   `POST /v1/chat/completions` on an exec-mode server (stateless turn); 9 runs each,
+//!   interleaved; overhead = median(b) − median(a): HTTP, two git snapshots, the diff, SQLite.
+//!   Confinement: the same exec turn on a server with `[sandbox].mode = "off"`, interleaved.
+//! - Warm vs exec, per provider: one session per server, each turn resumes it with one new
+//!   message (the client resends its history); 9 turns on the warm-mode server and 9 on the
+//!   exec-mode server, interleaved, after one turn each to start the processes. With an instant
+//!   mock the turn's wall time is the CLI's and the gateway's own cost above the model.
+//! - First delta: a streamed turn per provider on the warm server; the time from sending the
+//!   request to the first non-empty `delta.content` and to `[DONE]`; median of 5. The mock
+//!   streams its reply in 3 deltas 50 ms apart.
+//! - Delta latency inside the gateway: a stand-in ACP agent (a 40-line Python script in place of
+//!   gemini, the only test double here) prints 20 deltas 10 ms apart, each carrying the
+//!   wall-clock time it was printed; the client subtracts it from the time the SSE chunk arrived.
+//! - RSS of each warm process (its whole process group, from the overview) beside the figure the
+//!   reference measured for the CLI alone.
+//! - Growth: a client that resends its whole history each turn, 10 turns on one warm session;
+//!   the bytes of the model requests codex sent per turn, and how often the first prompt occurs
+//!   in the last request (1 = the CLI session holds each message once).
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
 
@@ -76,11 +83,27 @@ fn streamed_turn(
     provider: &str,
     n: usize,
 ) -> (Duration, Duration) {
-    use std::io::{Read, Write};
     let directive = json!({"reply": format!("streamed reply number {n} in a few parts"),
                            "chunks": 3, "chunk_delay_ms": 50});
+    let (first, total, _) = stream(server, token, provider, &format!("MOCK:{directive}"));
+    (first.expect("a content delta"), total)
+}
+
+/// Sends one streamed stateless turn; returns the time to the first non-empty content delta, to
+/// `[DONE]`, and each content delta with the wall-clock time it arrived.
+fn stream(
+    server: &support::Server,
+    token: &str,
+    provider: &str,
+    prompt: &str,
+) -> (
+    Option<Duration>,
+    Duration,
+    Vec<(std::time::SystemTime, String)>,
+) {
+    use std::io::{Read, Write};
     let body = json!({"model": format!("uag-{provider}"), "stream": true,
-        "messages": [{"role": "user", "content": format!("MOCK:{directive}")}]})
+        "messages": [{"role": "user", "content": prompt}]})
     .to_string();
     let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
     let started = Instant::now();
@@ -94,20 +117,33 @@ fn streamed_turn(
     .expect("write");
     let mut seen = String::new();
     let mut first = None;
+    let mut deltas = Vec::new();
+    let mut scanned = 0;
     let mut buf = [0u8; 4096];
     loop {
         let read = stream.read(&mut buf).expect("read");
         if read == 0 {
             break;
         }
+        let arrived = std::time::SystemTime::now();
         seen.push_str(&String::from_utf8_lossy(&buf[..read]));
-        if first.is_none() && seen.contains("\"content\":\"") {
-            let has_text = seen
-                .split("\"content\":\"")
-                .skip(1)
-                .any(|rest| !rest.starts_with('"'));
-            if has_text {
-                first = Some(started.elapsed());
+        while let Some(end) = seen[scanned..].find("\n\n") {
+            let frame = &seen[scanned..scanned + end];
+            scanned += end + 2;
+            let Some(data) = frame.strip_prefix("data: ") else {
+                continue;
+            };
+            let content = serde_json::from_str::<Value>(data)
+                .ok()
+                .and_then(|v| {
+                    v["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .filter(|c| !c.is_empty());
+            if let Some(content) = content {
+                first.get_or_insert(started.elapsed());
+                deltas.push((arrived, content));
             }
         }
         if seen.contains("data: [DONE]") {
@@ -115,7 +151,66 @@ fn streamed_turn(
         }
     }
     assert!(seen.contains("[DONE]"), "{provider}: {seen}");
-    (first.expect("a content delta"), started.elapsed())
+    (first, started.elapsed(), deltas)
+}
+
+/// A stand-in ACP agent: answers the handshake and `session/new`, and prints each prompt's reply
+/// as 20 deltas 10 ms apart, each the wall-clock time (ns since the epoch) it was printed.
+const STAMPING_AGENT: &str = r#"#!/usr/bin/python3
+import json, sys, time
+def send(message):
+    message["jsonrpc"] = "2.0"
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+for line in sys.stdin:
+    request = json.loads(line)
+    method, rid = request.get("method"), request.get("id")
+    if method == "initialize":
+        send({"id": rid, "result": {"protocolVersion": 1, "agentCapabilities": {}}})
+    elif method == "session/new":
+        send({"id": rid, "result": {"sessionId": "stamp-%d" % time.time_ns()}})
+    elif method == "session/prompt":
+        session = request["params"]["sessionId"]
+        for _ in range(20):
+            chunk = {"sessionUpdate": "agent_message_chunk",
+                     "content": {"type": "text", "text": "%d " % time.time_ns()}}
+            send({"method": "session/update", "params": {"sessionId": session, "update": chunk}})
+            time.sleep(0.01)
+        send({"id": rid, "result": {"stopReason": "end_turn"}})
+    elif rid is not None:
+        send({"id": rid, "result": {}})
+"#;
+
+/// The mock's provider blocks, every provider in `mode`.
+fn toml_in(mock: &MockModel, mode: &str) -> String {
+    let mut toml = mock.codara_toml(&clis_bin());
+    for provider in ["codex", "gemini", "opencode"] {
+        toml = toml.replace(
+            &format!("[providers.{provider}]\n"),
+            &format!("[providers.{provider}]\nmode = \"{mode}\"\n"),
+        );
+    }
+    toml
+}
+
+/// One resumed turn of `session` on `server`: the history so far plus one new message.
+fn resumed_turn(
+    server: &support::Server,
+    token: &str,
+    provider: &str,
+    history: &mut Vec<Value>,
+    n: usize,
+) -> Duration {
+    history.push(json!({"role": "user", "content": format!("bench turn {n}")}));
+    let body = json!({"model": format!("uag-{provider}"), "messages": history,
+                      "client_session_id": format!("bench-{provider}")});
+    let started = Instant::now();
+    let response = server.post_json("/v1/chat/completions", Some(token), &body.to_string());
+    let took = started.elapsed();
+    assert_eq!(response.status, 200, "{provider}: {}", response.text());
+    let reply = response.json()["choices"][0]["message"]["content"].clone();
+    history.push(json!({"role": "assistant", "content": reply}));
+    took
 }
 
 fn main() {
@@ -123,20 +218,20 @@ fn main() {
         return;
     }
     let mock = MockModel::start();
-    let server = support::server()
-        .toml(&mock.codara_toml(&clis_bin()))
-        .start();
-    let token = server.login();
-    let unconfined = support::server()
-        .toml(&format!(
-            "{}\n[sandbox]\nmode = \"off\"\n",
-            mock.codara_toml(&clis_bin())
-        ))
-        .start();
-    let unconfined_token = unconfined.login();
+    let start = |toml: &str| {
+        let server = support::server().toml(toml).start();
+        let token = server.login();
+        (server, token)
+    };
+    let (exec, exec_token) = start(&toml_in(&mock, "exec"));
+    let (warm, warm_token) = start(&toml_in(&mock, "warm"));
+    let (open, open_token) = start(&format!(
+        "{}\n[sandbox]\nmode = \"off\"\n",
+        toml_in(&mock, "exec")
+    ));
     let dir = support::TempDir::new("bench-turns");
 
-    // Warm both paths once (first codex start installs skills into its home).
+    // Exec: the gateway's overhead on a codex run, and what Landlock adds.
     direct_turn(&mock, dir.path(), 0);
     let turn_on = |server: &support::Server, token: &str, n: usize| {
         let body = json!({"model": "uag-codex", "messages": [{"role": "user", "content": format!("bench prompt {n}")}]});
@@ -145,30 +240,110 @@ fn main() {
         assert_eq!(response.status, 200, "{}", response.text());
         started.elapsed()
     };
-    turn_on(&server, &token, 0);
-    turn_on(&unconfined, &unconfined_token, 0);
-    let mut direct = Vec::new();
-    let mut gateway = Vec::new();
-    let mut open = Vec::new();
+    turn_on(&exec, &exec_token, 0);
+    turn_on(&open, &open_token, 0);
+    let (mut direct, mut gateway, mut unconfined) = (Vec::new(), Vec::new(), Vec::new());
     for n in 1..=9 {
         direct.push(direct_turn(&mock, dir.path(), n));
-        gateway.push(turn_on(&server, &token, n));
-        open.push(turn_on(&unconfined, &unconfined_token, n));
+        gateway.push(turn_on(&exec, &exec_token, n));
+        unconfined.push(turn_on(&open, &open_token, n));
     }
-    let (direct, gateway, open) = (median(direct), median(gateway), median(open));
+    let (direct, gateway, unconfined) = (median(direct), median(gateway), median(unconfined));
 
-    // Time to the first streamed delta.
+    // Warm vs exec: resumed turns per provider, interleaved.
+    let mut modes = Vec::new();
+    for provider in ["codex", "gemini", "opencode"] {
+        let (mut warm_history, mut exec_history) = (Vec::new(), Vec::new());
+        resumed_turn(&warm, &warm_token, provider, &mut warm_history, 0);
+        resumed_turn(&exec, &exec_token, provider, &mut exec_history, 0);
+        let (mut warm_times, mut exec_times) = (Vec::new(), Vec::new());
+        for n in 1..=9 {
+            warm_times.push(resumed_turn(
+                &warm,
+                &warm_token,
+                provider,
+                &mut warm_history,
+                n,
+            ));
+            exec_times.push(resumed_turn(
+                &exec,
+                &exec_token,
+                provider,
+                &mut exec_history,
+                n,
+            ));
+        }
+        modes.push((provider, median(warm_times), median(exec_times)));
+    }
+
+    // Time to the first streamed delta, warm.
     let mut first_delta = Vec::new();
-    for provider in ["codex", "gemini"] {
-        let mut firsts = Vec::new();
-        let mut totals = Vec::new();
+    for provider in ["codex", "gemini", "opencode"] {
+        let (mut firsts, mut totals) = (Vec::new(), Vec::new());
         for n in 0..5 {
-            let (first, total) = streamed_turn(&server, &token, provider, n);
+            let (first, total) = streamed_turn(&warm, &warm_token, provider, n);
             firsts.push(first);
             totals.push(total);
         }
         first_delta.push((provider, median(firsts), median(totals)));
     }
+
+    // RSS of each warm process (its process group), after the turns above.
+    let overview = warm
+        .get("/management/v1/overview", Some(&warm_token))
+        .json();
+    let rss: Vec<(String, u64)> = overview["data"]["warm"]["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|p| {
+            (
+                p["provider"].as_str().unwrap_or("?").to_string(),
+                p["rss_bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+
+    // How long a printed delta takes to reach the client: a stamping stand-in agent.
+    let agent = dir.path().join("stamping-agent");
+    std::fs::write(&agent, STAMPING_AGENT).expect("agent");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let stamped_toml = toml_in(&mock, "warm").replace(
+        &format!(
+            "binary = {:?}",
+            clis_bin().join("gemini").display().to_string()
+        ),
+        &format!("binary = {:?}", agent.display().to_string()),
+    );
+    let (stamped, stamped_token) = start(&stamped_toml);
+    let mut lags = Vec::new();
+    for _ in 0..5 {
+        let (_, _, deltas) = stream(&stamped, &stamped_token, "gemini", "stamp");
+        for (arrived, text) in deltas {
+            let arrived_ns = arrived
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos();
+            for printed in text
+                .split_whitespace()
+                .filter_map(|t| t.parse::<u128>().ok())
+            {
+                lags.push(Duration::from_nanos(
+                    arrived_ns.saturating_sub(printed) as u64
+                ));
+            }
+        }
+    }
+    let lag_count = lags.len();
+    let mut sorted = lags.clone();
+    sorted.sort();
+    let (lag_median, lag_p99) = (
+        median(lags),
+        sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)],
+    );
 
     // Ten turns of one conversation, resending the whole history each time.
     mock.reset();
@@ -180,7 +355,7 @@ fn main() {
         let before = mock.requests().len();
         let body =
             json!({"model": "uag-codex", "messages": messages, "client_session_id": "growth"});
-        let response = server.post_json("/v1/chat/completions", Some(&token), &body.to_string());
+        let response = warm.post_json("/v1/chat/completions", Some(&warm_token), &body.to_string());
         assert_eq!(response.status, 200, "{}", response.text());
         let reply = response.json()["choices"][0]["message"]["content"]
             .as_str()
@@ -202,47 +377,80 @@ fn main() {
     }
 
     println!(
-        "codara turn benchmark (codex {} against the loopback mock; method in benches/turns.rs)",
-        CODEX_MODEL
+        "codara turn benchmark (real CLIs against the loopback mock; method in benches/turns.rs)"
     );
     println!(
-        "{:<52} {:>10} {:>12} {:>8}",
+        "{:<56} {:>10} {:>12} {:>8}",
         "figure", "codara", "python orig", "target"
     );
     println!(
-        "{:<52} {:>7.1} ms",
-        "  codex turn run directly (median of 9)",
+        "{:<56} {:>7.1} ms",
+        "  codex exec run directly (median of 9)",
         ms(direct)
     );
     println!(
-        "{:<52} {:>7.1} ms",
-        "  the same turn through codara (median of 9)",
+        "{:<56} {:>7.1} ms",
+        "  the same turn through codara, exec mode (median of 9)",
         ms(gateway)
     );
-    let overhead = gateway.saturating_sub(direct);
     println!(
-        "{:<52} {:>7.1} ms {:>12} {:>8}",
-        "  gateway overhead per turn",
-        ms(overhead),
-        "851 ms",
-        "<= 2 ms"
+        "{:<56} {:>7.1} ms {:>12}",
+        "  gateway overhead per exec turn",
+        ms(gateway.saturating_sub(direct)),
+        "851 ms"
     );
     println!(
-        "{:<52} {:>7.1} ms",
-        "  the same turn, sandbox off (median of 9)",
-        ms(open)
+        "{:<56} {:>7.1} ms",
+        "  Landlock per exec turn (confined - sandbox off)",
+        ms(gateway) - ms(unconfined)
     );
     println!(
-        "{:<52} {:>7.1} ms",
-        "  Landlock confinement per turn (confined - off)",
-        ms(gateway) - ms(open)
+        "  resumed turn through codara, warm vs exec (median of 9, interleaved; instant model):"
     );
+    for (provider, warm_time, exec_time) in &modes {
+        let target = if *provider == "opencode" {
+            "<= 300 ms"
+        } else {
+            "<= 100 ms"
+        };
+        println!(
+            "{:<56} {:>7.1} ms {:>12} {:>8}",
+            format!(
+                "    {provider}: warm (exec {:.0} ms, {:.1}x)",
+                ms(*exec_time),
+                ms(*exec_time) / ms(*warm_time).max(0.001)
+            ),
+            ms(*warm_time),
+            "",
+            target
+        );
+    }
     for (provider, first, total) in &first_delta {
         println!(
-            "{:<52} {:>7.1} ms (whole turn {:.1} ms)",
-            format!("  {provider}: first streamed delta (median of 5)"),
+            "{:<56} {:>7.1} ms (whole turn {:.1} ms)",
+            format!("  {provider} warm: first streamed delta (median of 5)"),
             ms(*first),
             ms(*total)
+        );
+    }
+    println!(
+        "{:<56} {:>7.2} ms (p99 {:.2} ms, {lag_count} deltas) {:>8}",
+        "  CLI printed a delta -> client got the chunk (median)",
+        ms(lag_median),
+        ms(lag_p99),
+        "<= 20 ms"
+    );
+    let reference = |provider: &str| match provider {
+        "codex" => "155 MB (+44 MB node wrapper)",
+        "gemini" => "273-290 MB",
+        _ => "314 MB at start, 600-740 MB later",
+    };
+    for (provider, bytes) in &rss {
+        println!(
+            "{:<56} {:>7.0} MB   (the CLI alone, per the reference: {})",
+            format!("  RSS of the warm {provider} process group"),
+            *bytes as f64 / 1_048_576.0,
+            reference(provider)
         );
     }
     println!(

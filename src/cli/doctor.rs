@@ -10,7 +10,8 @@ const HELP: &str = "\
 Usage: codara doctor [--config FILE]
 
 Checks the configuration, the data directory, the database, the vault key and
-each provider CLI (found on PATH or at [providers.<p>].binary, and its version).
+each provider CLI (found on PATH or at [providers.<p>].binary, and its version);
+in warm mode, starts each CLI's long-lived process once and shakes hands with it.
 Exit code 1 when a required check fails; missing CLIs are warnings.
 ";
 
@@ -28,6 +29,38 @@ fn report(level: Level, what: &str, detail: &str) -> bool {
     };
     outln!("{tag}  {what:<10} {detail}");
     !matches!(level, Level::Fail)
+}
+
+/// The provider's run mode; in warm mode, whether its long-lived process starts and answers its
+/// handshake (a failure is a warning: turns then run exec).
+fn warm_check(
+    config: &Config,
+    sandbox: Option<&crate::sandbox::Sandbox>,
+    provider: crate::providers::Provider,
+    settings: &crate::config::ProviderConfig,
+    binary: &std::path::Path,
+) {
+    let what = format!("{}-mode", provider.name());
+    if settings.mode == crate::config::RunMode::Exec {
+        report(Level::Ok, &what, "exec: one CLI process per turn");
+        return;
+    }
+    let Some(sandbox) = sandbox else { return };
+    match crate::warm::probe(config, sandbox, provider, binary) {
+        Ok(took) => report(
+            Level::Ok,
+            &what,
+            &format!(
+                "warm: the long-lived process answered its handshake in {} ms",
+                took.as_millis()
+            ),
+        ),
+        Err(why) => report(
+            Level::Warn,
+            &what,
+            &format!("warm mode cannot start ({why}); turns will run exec"),
+        ),
+    };
 }
 
 /// Runs every check and prints one line each.
@@ -138,7 +171,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         }
     }
 
-    match crate::sandbox::Sandbox::for_config(&config) {
+    let sandbox = match crate::sandbox::Sandbox::for_config(&config) {
         Ok(sandbox) => {
             let level = if sandbox.enforced() {
                 Level::Ok
@@ -146,9 +179,13 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 Level::Warn
             };
             report(level, "sandbox", &sandbox.describe());
+            Some(sandbox)
         }
-        Err(error) => healthy &= report(Level::Fail, "sandbox", &error.to_string()),
-    }
+        Err(error) => {
+            healthy &= report(Level::Fail, "sandbox", &error.to_string());
+            None
+        }
+    };
 
     for (provider_id, provider) in config.providers.iter() {
         let name = provider_id.name();
@@ -167,18 +204,21 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                     ),
                 );
             }
-            Some(path) => match crate::providers::cli_version(&path, &config.host) {
-                Ok(version) => {
-                    report(Level::Ok, name, &format!("{} — {version}", path.display()));
+            Some(path) => {
+                match crate::providers::cli_version(&path, &config.host) {
+                    Ok(version) => {
+                        report(Level::Ok, name, &format!("{} — {version}", path.display()));
+                    }
+                    Err(error) => {
+                        report(
+                            Level::Warn,
+                            name,
+                            &format!("{}: --version failed: {error}", path.display()),
+                        );
+                    }
                 }
-                Err(error) => {
-                    report(
-                        Level::Warn,
-                        name,
-                        &format!("{}: --version failed: {error}", path.display()),
-                    );
-                }
-            },
+                warm_check(&config, sandbox.as_ref(), provider_id, provider, &path);
+            }
         }
     }
     Ok(if healthy { 0 } else { 1 })

@@ -430,6 +430,95 @@ impl Agent {
     }
 }
 
+/// Spawns `command` and shakes hands in `provider`'s protocol; the live connection, or why not
+/// (with the last line the CLI printed on stderr when it exited).
+fn connect(provider: Provider, command: CommandSpec) -> Result<Arc<Peer>, String> {
+    let (dialect, unrouted): (Dialect, peer::Policy) = match provider {
+        Provider::Codex => (Dialect::Codex, codex::answer),
+        _ => (Dialect::Acp, acp::answer),
+    };
+    let peer = Peer::start(command, dialect, provider.name().to_string(), unrouted)
+        .map_err(|e| format!("it could not be spawned: {e}"))?;
+    let shaken = match provider {
+        Provider::Codex => codex::handshake(&peer),
+        _ => acp::handshake(&peer).map(|_| ()),
+    };
+    let Err(error) = shaken else {
+        return Ok(peer);
+    };
+    let why = if peer.alive() {
+        format!("its handshake failed: {error}")
+    } else {
+        // The reader records the exit and stderr just after it disconnects.
+        std::thread::sleep(Duration::from_millis(50));
+        let tail = peer
+            .ended()
+            .map(|e| {
+                e.stderr_tail
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        format!("it exited during the handshake: {tail}")
+    };
+    peer.stop(STOP_GRACE);
+    Err(why)
+}
+
+/// Starts `provider`'s warm mode the way a turn would (confined to scratch directories, with the
+/// configured arguments and environment, no credential), shakes hands and stops it: how long
+/// the handshake took, or why it failed. For `codara doctor`.
+pub fn probe(
+    config: &crate::config::Config,
+    sandbox: &crate::sandbox::Sandbox,
+    provider: Provider,
+    binary: &Path,
+) -> Result<Duration, String> {
+    let scratch = std::env::temp_dir().join(crate::crypto::random_id("codara-doctor-"));
+    let (zone, home, tmp) = (
+        scratch.join("zone"),
+        scratch.join("home"),
+        scratch.join("tmp"),
+    );
+    let probed = (|| {
+        for dir in [&zone, &home, &tmp] {
+            crate::datadir::ensure_private_dir(dir).map_err(|e| e.to_string())?;
+        }
+        provider.prepare_home(&home).map_err(|e| e.to_string())?;
+        let settings = config.providers.get(provider);
+        let confine = sandbox.agent(provider, &zone, &home, &tmp);
+        let mut extra_env = vec![("TMPDIR".to_string(), tmp.display().to_string())];
+        extra_env.extend(settings.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let spec = crate::providers::RunSpec {
+            binary: binary.to_path_buf(),
+            model: settings.default_model.clone(),
+            prompt: String::new(),
+            resume: None,
+            workspace: zone.clone(),
+            home: home.clone(),
+            extra_args: settings.extra_args.clone(),
+            extra_env,
+            sandbox: settings.sandbox,
+            path_env: config.host.path.clone(),
+            images: Vec::new(),
+            confined: confine.is_some(),
+            output_schema: None,
+        };
+        let mut command = provider.warm_command(&spec);
+        command.confine = confine;
+        let began = Instant::now();
+        let peer = connect(provider, command)?;
+        let took = began.elapsed();
+        peer.stop(STOP_GRACE);
+        Ok(took)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    probed
+}
+
 /// The pure fold of a running turn, by protocol.
 enum Fold {
     Codex(codex::Turn),
@@ -645,55 +734,12 @@ impl Supervisor {
     ) -> Result<Agent, String> {
         let began = Instant::now();
         let launch = launch().map_err(|e| format!("preparing it failed: {e}"))?;
-        let dialect = match key.provider {
-            Provider::Codex => Dialect::Codex,
-            _ => Dialect::Acp,
-        };
-        let unrouted = match key.provider {
-            Provider::Codex => codex::answer,
-            _ => acp::answer,
-        };
-        let cleanup = |why: String| {
+        let peer = connect(key.provider, launch.command.clone()).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&launch.tmp);
             if launch.account.is_some() {
                 let _ = crate::accounts::scrub(&launch.home);
             }
-            why
-        };
-        let peer = Peer::start(
-            launch.command.clone(),
-            dialect,
-            key.provider.name().to_string(),
-            unrouted,
-        )
-        .map_err(|e| cleanup(format!("it could not be spawned: {e}")))?;
-        let shaken = match key.provider {
-            Provider::Codex => codex::handshake(&peer),
-            _ => acp::handshake(&peer).map(|_| ()),
-        };
-        if let Err(error) = shaken {
-            let why = match peer.alive() {
-                true => format!("its handshake failed: {error}"),
-                false => {
-                    // Give the reader a moment to record the exit and stderr.
-                    std::thread::sleep(Duration::from_millis(50));
-                    let tail = peer
-                        .ended()
-                        .map(|e| {
-                            e.stderr_tail
-                                .trim()
-                                .lines()
-                                .last()
-                                .unwrap_or_default()
-                                .to_string()
-                        })
-                        .unwrap_or_default();
-                    format!("it exited during the handshake: {tail}")
-                }
-            };
-            peer.stop(STOP_GRACE);
-            return Err(cleanup(why));
-        }
+        })?;
         log::info!(
             "started a warm {} process for {} (pid {}) in {} ms",
             key.provider,

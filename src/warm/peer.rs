@@ -95,6 +95,9 @@ struct Routes {
     closed: bool,
 }
 
+/// The pure answer to an agent request (approvals), by protocol.
+pub type Policy = fn(&str, &Value) -> std::result::Result<Value, RpcError>;
+
 /// A live JSON-RPC connection to one warm agent process.
 pub struct Peer {
     dialect: Dialect,
@@ -105,7 +108,7 @@ pub struct Peer {
     pgid: AtomicI32,
     ended: Mutex<Option<RunOutcome>>,
     /// Answers server requests that no turn is subscribed to (pure policy).
-    unrouted: fn(&str, &Value) -> std::result::Result<Value, RpcError>,
+    unrouted: Policy,
 }
 
 impl Peer {
@@ -115,7 +118,7 @@ impl Peer {
         command: CommandSpec,
         dialect: Dialect,
         label: String,
-        unrouted: fn(&str, &Value) -> std::result::Result<Value, RpcError>,
+        unrouted: Policy,
     ) -> Result<Arc<Peer>> {
         let peer = Arc::new(Peer {
             dialect,

@@ -158,6 +158,14 @@ fn one_process_serves_the_session(provider: &str) {
     let seen = mentions(&rig, before, "warm question alpha");
     assert!(!seen.is_empty() && seen.iter().all(|n| *n == 1), "{seen:?}");
     assert_eq!(rig.fallbacks(provider)["count"], 0);
+    let (code, out, err) = support::run_cli(&rig.server.dir, &["doctor"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("ok")
+            && l.contains(&format!("{provider}-mode"))
+            && l.contains("answered its handshake")),
+        "{out}"
+    );
 }
 
 /// kill -9 of the warm CLI mid-turn: that turn is a 502 the SDKs do not retry, it is stored,
@@ -331,6 +339,15 @@ fn broken_warm_mode_falls_back_to_exec(provider: &str) {
     );
     assert_eq!(second["resumed"], true, "{second}");
     assert_eq!(rig.fallbacks(provider)["count"], 2);
+    // `codara doctor` tells the operator before any turn does.
+    let (code, out, err) = support::run_cli(&rig.server.dir, &["doctor"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("{provider}-mode"))
+            && out.contains("warm mode cannot start")
+            && out.contains("warm mode is broken here"),
+        "{out}"
+    );
     drop(wrappers);
 }
 
