@@ -130,7 +130,11 @@ fn stream(
         while let Some(end) = seen[scanned..].find("\n\n") {
             let frame = &seen[scanned..scanned + end];
             scanned += end + 2;
-            let Some(data) = frame.strip_prefix("data: ") else {
+            // Chunked transfer encoding puts size lines between frames.
+            let Some(data) = frame
+                .find("data: ")
+                .map(|at| frame[at + 6..].lines().next().unwrap_or_default())
+            else {
                 continue;
             };
             let content = serde_json::from_str::<Value>(data)

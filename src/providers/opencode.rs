@@ -29,11 +29,12 @@ use super::{Action, CommandSpec, RunSpec, TurnEvent, Usage};
 use serde_json::Value;
 use std::path::Path;
 
-/// The global config written into the isolated home: no update checks, no sharing, and tools
+/// The global config written into the isolated home: no update checks, no sharing, no snapshots
+/// of its own (Codara snapshots every turn; opencode's cost each step a git run), and tools
 /// allowed (a headless `run` auto-rejects any permission ask it is not told to allow). Paths
 /// outside the workspace are allowed too: Codara's Landlock allow-list is the boundary, and
 /// agents need to read system files (headers, manuals) like any developer.
-const CONFIG: &str = r#"{"$schema":"https://opencode.ai/config.json","autoupdate":false,"share":"disabled","permission":{"edit":"allow","bash":"allow","webfetch":"allow","external_directory":"allow"}}"#;
+const CONFIG: &str = r#"{"$schema":"https://opencode.ai/config.json","autoupdate":false,"share":"disabled","snapshot":false,"permission":{"edit":"allow","bash":"allow","webfetch":"allow","external_directory":"allow"}}"#;
 
 /// The `run` invocation for `spec`. The prompt goes on stdin, verbatim: opencode quotes any argv
 /// word containing a space before sending it. `-m` is passed only for a `provider/model` id (any
