@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 /// How long a retired process gets to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// A codex thread idle this long is resumed again before its next turn: the app-server unloads
+/// threads unused for 30 minutes.
+const CODEX_RELOAD: Duration = Duration::from_secs(20 * 60);
 /// After a process failed to start, turns of its key run exec this long before it is tried again.
 const START_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -143,8 +146,8 @@ pub struct Agent {
 }
 
 struct AgentState {
-    /// Sessions loaded in the process, with the model each is on.
-    sessions: HashMap<String, String>,
+    /// Sessions loaded in the process: the model each is on and when it last ran a turn.
+    sessions: HashMap<String, (String, Instant)>,
     busy: usize,
     last_used: Instant,
     turns: u64,
@@ -236,12 +239,18 @@ impl Agent {
                 .lock()
                 .ok()
                 .and_then(|s| s.sessions.get(id).cloned());
-            if let Some(model) = loaded {
-                if provider != Provider::Codex && model != open.model {
-                    acp::set_model(&self.peer, provider, id, open.model);
-                    self.remember(id, open.model);
+            match loaded {
+                // codex unloads a thread nobody used for 30 minutes: resume it again before.
+                Some((_, used)) if provider == Provider::Codex && used.elapsed() > CODEX_RELOAD => {
                 }
-                return Ok(Opened::Resumed(id.to_string()));
+                Some((model, _)) => {
+                    if provider != Provider::Codex && model != open.model {
+                        acp::set_model(&self.peer, provider, id, open.model);
+                    }
+                    self.remember(id, open.model);
+                    return Ok(Opened::Resumed(id.to_string()));
+                }
+                None => {}
             }
         }
         let opened = match provider {
@@ -258,7 +267,7 @@ impl Agent {
         if let Ok(mut state) = self.state.lock() {
             state
                 .sessions
-                .insert(session.to_string(), model.to_string());
+                .insert(session.to_string(), (model.to_string(), Instant::now()));
         }
     }
 

@@ -234,8 +234,19 @@ fn kill_mid_turn_then_resume(provider: &str) {
         "{provider}: the resumed turn lacks the history"
     );
     let processes = rig.processes(provider);
-    if provider != "gemini" {
-        // gemini's session was written this minute: its resume ran exec, without a process.
+    let fallbacks = rig.fallbacks(provider);
+    if provider == "gemini" && fallbacks["count"] == 1 {
+        // The session's chat file carries this minute: a `session/load` now would erase it
+        // (gemini #28693), so that turn ran `gemini --resume` instead.
+        assert!(
+            fallbacks["last_reason"]
+                .as_str()
+                .unwrap()
+                .contains("this minute"),
+            "{fallbacks}"
+        );
+    } else {
+        assert_eq!(fallbacks["count"], 0, "{fallbacks}");
         assert_eq!(processes.len(), 1, "{processes:?}");
         assert_ne!(processes[0]["pid"].as_i64(), Some(pid));
     }
@@ -467,4 +478,45 @@ fn the_cap_evicts_idle_processes_and_busy_ones_force_exec() {
         "{fallbacks}"
     );
     assert_eq!(slow.join().unwrap().status, 200);
+}
+
+/// gemini: a session written in an earlier minute is loaded into a new process with
+/// `session/load` (no exec fallback), and carries its history.
+#[test]
+fn gemini_loads_a_session_from_an_earlier_minute_in_a_new_process() {
+    let rig = Rig::start("", "");
+    let first = rig.ok("gemini", "m", &[user("minute question lambda")]);
+    let Rig { mock, server, .. } = rig;
+    let toml = std::fs::read_to_string(server.dir.join("codara.toml")).unwrap();
+    let (dir, keep) = server.stop_keep_dir();
+    // Past the UTC minute the session's chat file is named after.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::thread::sleep(Duration::from_secs(61 - now % 60));
+    let server = support::server().dir(&dir).toml(&toml).start();
+    let token = server.login();
+    let rig = Rig {
+        mock,
+        server,
+        token,
+    };
+    let before = rig.model_requests().len();
+    let second = rig.ok(
+        "gemini",
+        "m",
+        &[
+            user("minute question lambda"),
+            assistant(&reply(&first)),
+            user("minute question mu"),
+        ],
+    );
+    assert_eq!(second["resumed"], true, "{second}");
+    assert_eq!(rig.fallbacks("gemini")["count"], 0);
+    assert_eq!(rig.processes("gemini").len(), 1);
+    let seen = mentions(&rig, before, "minute question lambda");
+    assert!(!seen.is_empty() && seen.iter().all(|n| *n == 1), "{seen:?}");
+    drop(rig);
+    drop(keep);
 }
