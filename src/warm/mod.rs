@@ -144,23 +144,30 @@ pub(crate) fn connect(provider: Provider, command: CommandSpec) -> Result<Arc<Pe
     let Err(error) = shaken else {
         return Ok(peer);
     };
+    // A CLI that exits at once may fail our first write before its exit is read: give the
+    // reader a moment to record the exit and stderr, which say why.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while peer.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let why = if peer.alive() {
         format!("its handshake failed: {error}")
     } else {
-        // The reader records the exit and stderr just after it disconnects.
-        std::thread::sleep(Duration::from_millis(50));
-        let tail = peer
-            .ended()
-            .map(|e| {
-                e.stderr_tail
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .to_string()
-            })
+        let mut ended = peer.ended();
+        while ended.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            ended = peer.ended();
+        }
+        let tail = ended
+            .as_ref()
+            .and_then(|e| e.stderr_tail.trim().lines().last().map(str::to_string))
             .unwrap_or_default();
-        format!("it exited during the handshake: {tail}")
+        let code = ended.and_then(|e| e.exit_code);
+        match (tail.is_empty(), code) {
+            (false, _) => format!("it exited during the handshake: {tail}"),
+            (true, Some(code)) => format!("it exited during the handshake with code {code}"),
+            (true, None) => format!("it ended during the handshake: {error}"),
+        }
     };
     peer.stop(STOP_GRACE);
     Err(why)
