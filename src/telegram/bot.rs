@@ -503,6 +503,7 @@ impl Dispatcher {
             let chat_id = message.chat_id;
             let situation = Situation {
                 sender,
+                private_chat: message.private,
                 chat_busy: busy.contains(&chat_id),
                 waiting: waiting.get(&chat_id).copied().unwrap_or_default(),
                 bot_full: self.running.len() >= max_turns,

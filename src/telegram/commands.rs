@@ -68,6 +68,8 @@ impl Incoming {
 pub struct Message {
     /// The chat.
     pub chat_id: i64,
+    /// A private chat with the bot (not a group).
+    pub private: bool,
     /// The forum topic, answered into the same topic.
     pub thread_id: Option<i64>,
     /// The message.
@@ -95,6 +97,7 @@ pub fn parse_update(update: &Value) -> Option<Incoming> {
         ) {
             (Some(chat_id), Some(from_id)) if person => Kind::Message(Message {
                 chat_id,
+                private: message.pointer("/chat/type").and_then(Value::as_str) == Some("private"),
                 thread_id: message.get("message_thread_id").and_then(Value::as_i64),
                 message_id: message
                     .get("message_id")
@@ -250,6 +253,8 @@ pub enum Sender {
 pub struct Situation {
     /// The sender.
     pub sender: Sender,
+    /// The message came in a private chat (in a group, the bot may see every message).
+    pub private_chat: bool,
     /// The chat has a turn running, or an earlier message of it is waiting.
     pub chat_busy: bool,
     /// Messages of this chat already waiting.
@@ -296,12 +301,17 @@ pub enum Step {
 }
 
 /// Decides what to do with `input` in `situation`. An unlinked (or inactive) sender never gets
-/// a turn; text and commands that change the chat wait behind the chat's running turn; reads
-/// (`/status`, `/projects`, `/project_info`, `/help`) are answered at once.
+/// a turn; in a group their plain messages are not answered either (the bot may see every
+/// message there), only their commands. Text and commands that change the chat wait behind the
+/// chat's running turn; reads (`/status`, `/projects`, `/project_info`, `/help`) are answered at
+/// once.
 pub fn decide(input: &Input, situation: Situation) -> Step {
     let linked = situation.sender == Sender::Linked;
     let command = match input {
         Input::NotForUs => return Step::Ignore,
+        Input::Text(_) | Input::NoText if !linked && !situation.private_chat => {
+            return Step::Ignore
+        }
         Input::NoText if linked => return Step::Answer(Answer::NoText),
         Input::NoText => return Step::Answer(refusal(situation.sender)),
         Input::Command(Command::Help | Command::Unknown(_)) => {
@@ -446,9 +456,14 @@ mod tests {
 
     /// Input and situation → step, rendered short.
     fn step(input: &str, sender: Sender, busy: bool, waiting: usize, full: bool) -> String {
+        let (input, private_chat) = match input.strip_prefix("group: ") {
+            Some(text) => (text, false),
+            None => (input, true),
+        };
         let input = parse(Some(input), Some("b"));
         let situation = Situation {
             sender,
+            private_chat,
             chat_busy: busy,
             waiting,
             bot_full: full,
@@ -490,6 +505,18 @@ mod tests {
             ("/link t1", Unlinked, false, 0, false, "link t1"),
             ("/start t1", Unlinked, false, 0, false, "link t1"),
             ("/link", Unlinked, false, 0, false, "answer Usage(\"link\")"),
+            // In a group, an unlinked member's chatter is not answered; commands are.
+            ("group: hello", Unlinked, false, 0, false, "ignore"),
+            (
+                "group: /status",
+                Unlinked,
+                false,
+                0,
+                false,
+                "answer NotLinked",
+            ),
+            ("group: hello", Inactive, false, 0, false, "ignore"),
+            ("group: hello", Linked, false, 0, false, "turn hello"),
             ("hello", Inactive, false, 0, false, "answer Inactive"),
             ("/link t2", Inactive, false, 0, false, "link t2"),
             // Linked.
@@ -543,6 +570,7 @@ mod tests {
                 &Input::NoText,
                 Situation {
                     sender,
+                    private_chat: true,
                     chat_busy: false,
                     waiting: 0,
                     bot_full: false,
@@ -564,6 +592,7 @@ mod tests {
                 update_id: 7,
                 kind: Kind::Message(Message {
                     chat_id: -100,
+                    private: false,
                     thread_id: Some(5),
                     message_id: 3,
                     from_id: 42,

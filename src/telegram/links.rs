@@ -260,7 +260,7 @@ mod tests {
         store
             .read(|conn| {
                 let mut stmt = conn
-                    .prepare("SELECT action FROM audit_log ORDER BY at, id")
+                    .prepare("SELECT action FROM audit_log ORDER BY rowid")
                     .unwrap();
                 let rows = stmt.query_map([], |r| r.get(0)).unwrap();
                 Ok(rows.map(|r| r.unwrap()).collect())

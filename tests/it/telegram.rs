@@ -163,7 +163,7 @@ impl Rig {
     fn audit_actions(&self) -> Vec<String> {
         let conn = self.db();
         let mut stmt = conn
-            .prepare("SELECT action FROM audit_log ORDER BY at, rowid")
+            .prepare("SELECT action FROM audit_log ORDER BY rowid")
             .unwrap();
         let rows = stmt.query_map([], |r| r.get(0)).unwrap();
         rows.map(|r| r.unwrap()).collect()
@@ -259,8 +259,18 @@ fn unlinked_users_get_instructions_and_never_a_turn() {
     edited["edited_message"] = edited["message"].take();
     edited.as_object_mut().unwrap().remove("message");
     rig.fake.push(TOKEN, edited);
+    // In a group, an unlinked member's chatter is not answered (their commands are).
+    let group = -5001;
+    rig.fake.push(TOKEN, message(ANN, group, "hello everyone"));
     let after = rig.ask(ANN, "/help");
     assert_eq!(after, help, "the edit was answered");
+    assert!(
+        rig.fake.sent(TOKEN, group).is_empty(),
+        "group chatter was answered"
+    );
+    let before = rig.fake.sent(TOKEN, group).len();
+    rig.fake.push(TOKEN, message(ANN, group, "/status"));
+    assert!(rig.next_message(group, before).contains("not linked"));
 
     // Nothing ran and every update was handled.
     assert_eq!(rig.count("SELECT COUNT(*) FROM turns"), 0);
@@ -269,7 +279,7 @@ fn unlinked_users_get_instructions_and_never_a_turn() {
         rig.count("SELECT COUNT(*) FROM telegram_updates WHERE state != 'done'"),
         0
     );
-    assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_updates"), 11);
+    assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_updates"), 13);
     rig.assert_token_never_shown();
 }
 
