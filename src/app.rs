@@ -32,6 +32,8 @@ pub struct App {
     pub sandbox: crate::sandbox::Sandbox,
     /// The warm agent processes.
     pub warm: crate::warm::Supervisor,
+    /// The running Telegram bots (empty until `telegram::start`).
+    pub telegram: crate::telegram::Hub,
     /// Start time, epoch ms.
     pub started_at_ms: i64,
     started: Instant,
@@ -72,6 +74,7 @@ impl App {
             turn_locks: crate::turns::locks::Locks::default(),
             user_slots: crate::turns::locks::Slots::default(),
             sandbox,
+            telegram: crate::telegram::Hub::default(),
             started_at_ms: crate::clock::now_ms(),
             started: Instant::now(),
         })

@@ -334,6 +334,90 @@ impl<'a> From<&'a Session> for SessionState<'a> {
     }
 }
 
+/// A Telegram account's link to a user as the audit log records it.
+#[derive(Debug, Serialize)]
+pub struct TelegramLinkState<'a> {
+    /// The link's id.
+    pub id: &'a str,
+    /// The bot (its configured name).
+    pub bot: &'a str,
+    /// Telegram's user id.
+    pub telegram_user_id: i64,
+    /// The @username at link time.
+    pub telegram_username: Option<&'a str>,
+    /// The Codara user.
+    pub user_id: &'a str,
+    /// The link token that made it.
+    pub token_id: &'a str,
+    /// RFC 3339.
+    pub linked_at: String,
+}
+
+impl<'a> From<&'a store::telegram::Link> for TelegramLinkState<'a> {
+    fn from(link: &'a store::telegram::Link) -> Self {
+        TelegramLinkState {
+            id: &link.id,
+            bot: &link.bot,
+            telegram_user_id: link.telegram_user_id,
+            telegram_username: link.telegram_username.as_deref(),
+            user_id: &link.user_id,
+            token_id: &link.token_id,
+            linked_at: time(link.linked_at),
+        }
+    }
+}
+
+/// A link token as the audit log records it (never the token or its hash).
+#[derive(Debug, Serialize)]
+pub struct TelegramLinkTokenState<'a> {
+    /// The token's id.
+    pub id: &'a str,
+    /// The user it links.
+    pub user_id: &'a str,
+    /// The bot it is valid for.
+    pub bot: &'a str,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+impl<'a> From<&'a store::telegram::LinkToken> for TelegramLinkTokenState<'a> {
+    fn from(token: &'a store::telegram::LinkToken) -> Self {
+        TelegramLinkTokenState {
+            id: &token.id,
+            user_id: &token.user_id,
+            bot: &token.bot,
+            expires_at: time(token.expires_at),
+        }
+    }
+}
+
+/// What a Telegram chat works on, as the audit log records a change of it.
+#[derive(Debug, Serialize)]
+pub struct TelegramChatState<'a> {
+    /// The bot.
+    pub bot: &'a str,
+    /// Telegram's chat id.
+    pub chat_id: i64,
+    /// The Codara user.
+    pub user_id: &'a str,
+    /// The project (`null`: the user's base workspace).
+    pub project: Option<&'a str>,
+    /// The conversation generation (`/new` increments it).
+    pub generation: i64,
+}
+
+impl<'a> From<&'a store::telegram::Chat> for TelegramChatState<'a> {
+    fn from(chat: &'a store::telegram::Chat) -> Self {
+        TelegramChatState {
+            bot: &chat.bot,
+            chat_id: chat.chat_id,
+            user_id: &chat.user_id,
+            project: chat.project.as_deref(),
+            generation: chat.generation,
+        }
+    }
+}
+
 /// Removes keys that could hold secrets or their hashes, at any depth.
 pub fn redact(value: Value) -> Value {
     const SECRET_KEYS: &[&str] = &[

@@ -466,8 +466,21 @@ pub struct TelegramConfig {
     pub enabled: bool,
     /// `webhook` or `polling`.
     pub receive_mode: String,
-    /// Bot API base URL.
+    /// Bot API base URL (a loopback fake in tests).
     pub api_base: String,
+    /// Stream replies as one message edited while the agent writes (`false`: the reply is sent
+    /// when the turn ends, split into as many messages as it needs).
+    pub stream: bool,
+    /// The provider of chat turns, unless the project names one in its metadata.
+    pub provider: String,
+    /// Seconds a `getUpdates` long poll waits for an update (polling mode).
+    pub poll_timeout_seconds: u64,
+    /// Seconds any other Bot API call may take before it is abandoned and retried.
+    pub api_timeout_seconds: u64,
+    /// The shortest time between two edits of a streamed reply (Telegram limits edit rates).
+    pub edit_interval_ms: u64,
+    /// Turns one bot runs at once (all chats together); more messages wait their turn.
+    pub max_turns: usize,
     /// The bots, `[[channels.telegram.bots]]`.
     pub bots: Vec<TelegramBot>,
 }
@@ -478,28 +491,72 @@ impl Default for TelegramConfig {
             enabled: false,
             receive_mode: "polling".to_string(),
             api_base: "https://api.telegram.org".to_string(),
+            stream: true,
+            provider: "codex".to_string(),
+            poll_timeout_seconds: 25,
+            api_timeout_seconds: 10,
+            edit_interval_ms: 1500,
+            max_turns: 4,
             bots: Vec::new(),
         }
     }
 }
 
-/// One `[[channels.telegram.bots]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+impl TelegramConfig {
+    /// The enabled bots, when the channel is enabled.
+    pub fn active_bots(&self) -> impl Iterator<Item = &TelegramBot> {
+        self.bots
+            .iter()
+            .filter(move |bot| self.enabled && bot.enabled)
+    }
+
+    /// The enabled bot called `name`, when the channel is enabled.
+    pub fn bot(&self, name: &str) -> Option<&TelegramBot> {
+        self.active_bots().find(|bot| bot.name == name)
+    }
+}
+
+/// One `[[channels.telegram.bots]]` entry. Its `Debug` hides the token and the secret.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramBot {
-    /// Name used in the webhook path.
+    /// Name used in the webhook path, in link tokens and in the database.
     pub name: String,
-    /// Bot token from BotFather.
-    pub token: String,
+    /// Bot token from BotFather; after loading, the value of `token_env` when that is set.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// An environment variable (or `.env` entry) holding the token, so that it need not be
+    /// written into the file.
+    #[serde(default)]
+    pub token_env: Option<String>,
     /// Whether this bot runs.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`.
+    /// Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token` (webhook mode); after loading,
+    /// the value of `webhook_secret_env` when that is set.
     #[serde(default)]
     pub webhook_secret: Option<String>,
-    /// The bot's @username, for `/cmd@bot` forms.
+    /// An environment variable (or `.env` entry) holding the webhook secret.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// The bot's @username, for `/cmd@bot` forms (asked from Telegram with `getMe` when unset).
     #[serde(default)]
     pub username: Option<String>,
+}
+
+impl std::fmt::Debug for TelegramBot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("TelegramBot")
+            .field("name", &self.name)
+            .field("token", &shown(&self.token))
+            .field("token_env", &self.token_env)
+            .field("enabled", &self.enabled)
+            .field("webhook_secret", &shown(&self.webhook_secret))
+            .field("webhook_secret_env", &self.webhook_secret_env)
+            .field("username", &self.username)
+            .finish()
+    }
 }
 
 fn yes() -> bool {
@@ -595,6 +652,21 @@ pub struct Overrides {
     pub port: Option<u16>,
 }
 
+/// Reads one variable the configuration names itself (a bot's `token_env`).
+#[allow(clippy::disallowed_methods)] // The operator named this variable in the config.
+fn named_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Reads the allowed environment variables of this process.
 #[allow(clippy::disallowed_methods)] // The one place that reads the environment.
 pub fn process_env() -> BTreeMap<String, String> {
@@ -613,14 +685,26 @@ impl Config {
     /// Loads the configuration for this process: flags, its environment, the files.
     pub fn load(overrides: &Overrides) -> Result<Config> {
         let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-        Config::load_from(overrides, &process_env(), &cwd)
+        Config::load_with(overrides, &process_env(), &cwd, &named_env)
     }
 
-    /// Loads with an explicit environment and working directory (what tests call).
+    /// Loads with an explicit environment and working directory (what tests call); variables a
+    /// config names (`token_env`) are looked up in `env` too.
     pub fn load_from(
         overrides: &Overrides,
         env: &BTreeMap<String, String>,
         cwd: &Path,
+    ) -> Result<Config> {
+        Config::load_with(overrides, env, cwd, &|name| env.get(name).cloned())
+    }
+
+    /// The loading itself: `named` reads a variable the configuration names by itself (a bot's
+    /// `token_env`); those are the only names outside [`ENV_NAMES`] ever read.
+    fn load_with(
+        overrides: &Overrides,
+        env: &BTreeMap<String, String>,
+        cwd: &Path,
+        named: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         let (path, must_exist) = match (&overrides.config_path, env.get("CODARA_CONFIG")) {
             (Some(path), _) => (cwd.join(path), true),
@@ -688,8 +772,34 @@ impl Config {
             config.server.port = port;
         }
         config.fill_provider_defaults();
+        config.resolve_named_secrets(named, &dotenv);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Fills each bot's token and webhook secret from the variable its `*_env` key names (the
+    /// environment first, then `.env`), over a value in the file. A variable that is not set
+    /// leaves the file's value (or none): only `serve` needs the token, and refuses to start
+    /// without it, so other commands work in a shell that lacks the variable.
+    fn resolve_named_secrets(
+        &mut self,
+        named: &dyn Fn(&str) -> Option<String>,
+        dotenv: &BTreeMap<String, String>,
+    ) {
+        let lookup = |name: &Option<String>| -> Option<String> {
+            let name = name.as_deref().filter(|n| valid_env_name(n))?;
+            named(name)
+                .or_else(|| dotenv.get(name).cloned())
+                .and_then(|v| non_empty(&v))
+        };
+        for bot in &mut self.channels.telegram.bots {
+            if let Some(token) = lookup(&bot.token_env) {
+                bot.token = Some(token);
+            }
+            if let Some(secret) = lookup(&bot.webhook_secret_env) {
+                bot.webhook_secret = Some(secret);
+            }
+        }
     }
 
     /// `[logging].root`, defaulting under the data dir.
@@ -864,6 +974,7 @@ impl Config {
                 "must be webhook or polling",
             );
         }
+        self.validate_telegram(&fail)?;
         if !matches!(
             self.workspace.default_template.as_str(),
             "default" | "python" | "docs" | "empty"
@@ -890,6 +1001,105 @@ impl Config {
         for (name, provider) in self.providers.iter() {
             if provider.binary.trim().is_empty() {
                 return fail(&format!("providers.{name}.binary"), "must not be empty");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[channels.telegram]`: bot names (unique, path-safe), variable names, secrets in the form
+    /// Telegram accepts, a webhook secret for every bot in webhook mode, and sane timings.
+    fn validate_telegram(&self, fail: &dyn Fn(&str, &str) -> Result<()>) -> Result<()> {
+        let telegram = &self.channels.telegram;
+        if !(1..=50).contains(&telegram.poll_timeout_seconds) {
+            return fail(
+                "channels.telegram.poll_timeout_seconds",
+                "must be between 1 and 50",
+            );
+        }
+        if !(1..=300).contains(&telegram.api_timeout_seconds) {
+            return fail(
+                "channels.telegram.api_timeout_seconds",
+                "must be between 1 and 300",
+            );
+        }
+        if !(100..=60_000).contains(&telegram.edit_interval_ms) {
+            return fail(
+                "channels.telegram.edit_interval_ms",
+                "must be between 100 and 60000",
+            );
+        }
+        if !(1..=64).contains(&telegram.max_turns) {
+            return fail("channels.telegram.max_turns", "must be between 1 and 64");
+        }
+        if Provider::from_name(&telegram.provider).is_none() {
+            return fail(
+                "channels.telegram.provider",
+                "must be one of codex, gemini, opencode",
+            );
+        }
+        if !(telegram.api_base.starts_with("http://") || telegram.api_base.starts_with("https://"))
+        {
+            return fail(
+                "channels.telegram.api_base",
+                "must start with http:// or https://",
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, bot) in telegram.bots.iter().enumerate() {
+            let key = |field: &str| format!("channels.telegram.bots[{i}].{field}");
+            let name_ok = !bot.name.is_empty()
+                && bot.name.len() <= 64
+                && bot
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok {
+                return fail(
+                    &key("name"),
+                    "must be 1-64 letters, digits, `_` or `-` (it is part of the webhook path)",
+                );
+            }
+            if !names.insert(bot.name.as_str()) {
+                return fail(&key("name"), "another bot has this name");
+            }
+            for (field, value) in [
+                ("token_env", &bot.token_env),
+                ("webhook_secret_env", &bot.webhook_secret_env),
+            ] {
+                if value.as_deref().is_some_and(|v| !valid_env_name(v)) {
+                    return fail(
+                        &key(field),
+                        "must be a variable name like CODARA_TELEGRAM_TOKEN",
+                    );
+                }
+            }
+            if let Some(secret) = &bot.webhook_secret {
+                // Telegram's own rule for `secret_token`.
+                let ok = (1..=256).contains(&secret.len())
+                    && secret
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !ok {
+                    return fail(
+                        &key("webhook_secret"),
+                        "must be 1-256 letters, digits, `_` or `-` (Telegram's rule)",
+                    );
+                }
+            }
+            let active = telegram.enabled && bot.enabled;
+            if active && bot.token.is_none() && bot.token_env.is_none() {
+                return fail(&key("token"), "set token or token_env");
+            }
+            // A variable named but unset is reported by `serve`, which is the one that needs it.
+            let webhook = active && telegram.receive_mode == "webhook";
+            if webhook && bot.webhook_secret.is_none() && bot.webhook_secret_env.is_none() {
+                return fail(
+                    &key("webhook_secret"),
+                    "is required in webhook mode (set webhook_secret or webhook_secret_env): \
+                     without it anyone could post updates as Telegram",
+                );
             }
         }
         Ok(())
@@ -1139,6 +1349,90 @@ mod tests {
             "{error}"
         );
         assert!(error.contains("server.port"), "{error}");
+    }
+
+    #[test]
+    fn telegram_tokens_from_named_variables() {
+        let file = "[channels.telegram]\nenabled = true\n\n[[channels.telegram.bots]]\n\
+                    name = \"main\"\ntoken_env = \"MY_BOT_TOKEN\"\n\
+                    webhook_secret_env = \"MY_BOT_SECRET\"\n";
+        // From the environment (only because the file names it) ...
+        let config = load(Some(file), None, &[("MY_BOT_TOKEN", "123:abc")]).unwrap();
+        let bot = &config.channels.telegram.bots[0];
+        assert_eq!(bot.token.as_deref(), Some("123:abc"));
+        assert_eq!(bot.webhook_secret, None);
+        // ... or from `.env`; the environment wins.
+        let dotenv = "MY_BOT_TOKEN=from-dotenv\nMY_BOT_SECRET=s3cret\n";
+        let config = load(Some(file), Some(dotenv), &[]).unwrap();
+        let bot = &config.channels.telegram.bots[0];
+        assert_eq!(bot.token.as_deref(), Some("from-dotenv"));
+        assert_eq!(bot.webhook_secret.as_deref(), Some("s3cret"));
+        let config = load(Some(file), Some(dotenv), &[("MY_BOT_TOKEN", "env")]).unwrap();
+        assert_eq!(
+            config.channels.telegram.bots[0].token.as_deref(),
+            Some("env")
+        );
+        // Unset: loading works (only `serve` needs the token).
+        let config = load(Some(file), None, &[]).unwrap();
+        assert_eq!(config.channels.telegram.bots[0].token, None);
+        // Debug never shows them.
+        let shown = format!("{:?}", load(Some(file), Some(dotenv), &[]).unwrap());
+        assert!(
+            !shown.contains("from-dotenv") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn telegram_refusals() {
+        let bot = |extra: &str| {
+            format!(
+                "[channels.telegram]\nenabled = true\n{extra}\n[[channels.telegram.bots]]\n\
+                 name = \"main\"\ntoken = \"1:x\"\n"
+            )
+        };
+        check_error(
+            &bot("receive_mode = \"webhook\""),
+            "channels.telegram.bots[0].webhook_secret: is required in webhook mode",
+        );
+        check_error(
+            &format!("{}webhook_secret = \"a b\"\n", bot("")),
+            "bots[0].webhook_secret: must be 1-256",
+        );
+        check_error(
+            "[channels.telegram]\nenabled = true\n[[channels.telegram.bots]]\nname = \"a\"\n",
+            "bots[0].token: set token or token_env",
+        );
+        check_error(
+            &bot("").replace("\"main\"", "\"../x\""),
+            "bots[0].name: must be 1-64",
+        );
+        check_error(
+            &format!(
+                "{}[[channels.telegram.bots]]\nname = \"main\"\ntoken = \"2:y\"\n",
+                bot("")
+            ),
+            "bots[1].name: another bot has this name",
+        );
+        check_error(
+            &bot("provider = \"claude\""),
+            "channels.telegram.provider: must be one of",
+        );
+        check_error(
+            &bot("poll_timeout_seconds = 0"),
+            "channels.telegram.poll_timeout_seconds",
+        );
+        check_error(
+            &format!("{}token_env = \"not a name\"\n", bot("")),
+            "bots[0].token_env: must be a variable name",
+        );
+        // A disabled channel is not held to the rules that only matter when it runs.
+        load(
+            Some("[channels.telegram]\nreceive_mode = \"webhook\"\n[[channels.telegram.bots]]\nname = \"a\"\n"),
+            None,
+            &[],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub enum Error {
     },
     /// The agent CLI or its model failed; the message is the CLI's own.
     BadGateway(String),
+    /// A Telegram Bot API call failed. `status` is the HTTP status when an answer came back
+    /// (`None`: refused, reset or timed out), `retry_after_secs` the flood wait Telegram asked
+    /// for. The message never holds the bot token (which is part of the call's URL).
+    Telegram {
+        method: String,
+        status: Option<u16>,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
     /// The agent CLI went silent (`cli_stalled`) or overran the turn (`turn_timeout`).
     GatewayTimeout { code: &'static str, message: String },
     /// The server is shutting down and takes no new work.
@@ -130,7 +139,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => 413,
             Error::TooManyRequests { .. } => 429,
             Error::NotImplemented(_) => 501,
-            Error::BadGateway(_) => 502,
+            Error::BadGateway(_) | Error::Telegram { .. } => 502,
             Error::GatewayTimeout { .. } => 504,
             Error::Busy { .. }
             | Error::Unavailable { .. }
@@ -160,6 +169,7 @@ impl Error {
             Error::Busy { .. } => "busy",
             Error::NotImplemented(_) => "not_implemented",
             Error::BadGateway(_) => "provider_error",
+            Error::Telegram { .. } => "telegram_error",
             Error::GatewayTimeout { code, .. } => code,
             Error::Unavailable { code, .. } => code,
             Error::NoAccountReady { .. } => "no_account_ready",
@@ -262,6 +272,9 @@ impl fmt::Display for Error {
             | Error::NoAccountReady { message, .. }
             | Error::TooManyRequests { message, .. }
             | Error::GatewayTimeout { message, .. } => f.write_str(message),
+            Error::Telegram {
+                method, message, ..
+            } => write!(f, "Telegram {method} failed: {message}"),
             Error::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed on this route; allowed: {allowed}")
             }

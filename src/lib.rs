@@ -23,6 +23,7 @@ pub mod release;
 pub mod sandbox;
 pub mod shutdown;
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 pub mod turns;
 pub mod users;

@@ -9,6 +9,7 @@ pub mod management;
 pub mod openai;
 pub mod params;
 pub mod responses;
+pub mod telegram;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod turn_input;

@@ -698,6 +698,147 @@ impl<'a> From<&'a ProjectMeta> for ProjectView<'a> {
     }
 }
 
+/// A Telegram link token just issued: the raw token, shown once, and how to use it
+/// (the original gateway's field names).
+#[derive(Debug, Serialize)]
+pub struct LinkTokenView<'a> {
+    /// `uag_clt_…`.
+    pub token_id: &'a str,
+    /// The token for `/link`; never shown again.
+    pub raw_token: &'a str,
+    /// The user it links.
+    pub user_id: &'a str,
+    /// Always `telegram`.
+    pub channel: &'static str,
+    /// The bot it is valid for.
+    pub bot_name: &'a str,
+    /// Who issued it.
+    pub created_by: &'a str,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// What the user sends the bot.
+    pub link_command: String,
+    /// `https://t.me/<bot>?start=<token>`, when the bot's @username is known.
+    pub deep_link: Option<String>,
+}
+
+impl<'a> LinkTokenView<'a> {
+    /// The view of `issued`, with the bot's @username when known.
+    pub fn of(issued: &'a crate::telegram::links::IssuedToken, username: Option<&str>) -> Self {
+        let token = &issued.token;
+        LinkTokenView {
+            token_id: &token.id,
+            raw_token: &issued.raw,
+            user_id: &token.user_id,
+            channel: "telegram",
+            bot_name: &token.bot,
+            created_by: &token.created_by,
+            created_at: time(token.created_at),
+            expires_at: time(token.expires_at),
+            link_command: format!("/link {}", issued.raw),
+            deep_link: username.map(|name| {
+                format!(
+                    "https://t.me/{}?start={}",
+                    name.trim_start_matches('@'),
+                    issued.raw
+                )
+            }),
+        }
+    }
+}
+
+/// A Telegram account linked to a user.
+#[derive(Debug, Serialize)]
+pub struct LinkView<'a> {
+    /// `uag_tgl_…`.
+    pub id: &'a str,
+    /// Always `telegram`.
+    pub channel: &'static str,
+    /// The bot.
+    pub bot_name: &'a str,
+    /// Telegram's user id.
+    pub telegram_user_id: i64,
+    /// The @username at link time.
+    pub telegram_username: Option<&'a str>,
+    /// The Codara user.
+    pub user_id: &'a str,
+    /// RFC 3339.
+    pub linked_at: String,
+}
+
+impl<'a> From<&'a crate::store::telegram::Link> for LinkView<'a> {
+    fn from(link: &'a crate::store::telegram::Link) -> Self {
+        LinkView {
+            id: &link.id,
+            channel: "telegram",
+            bot_name: &link.bot,
+            telegram_user_id: link.telegram_user_id,
+            telegram_username: link.telegram_username.as_deref(),
+            user_id: &link.user_id,
+            linked_at: time(link.linked_at),
+        }
+    }
+}
+
+/// One configured Telegram bot and how it is doing (never its token or secret).
+#[derive(Debug, Serialize)]
+pub struct TelegramBotView<'a> {
+    /// The configured name.
+    pub name: &'a str,
+    /// Whether it is enabled (and the channel too).
+    pub enabled: bool,
+    /// Whether its threads run.
+    pub running: bool,
+    /// Its @username.
+    pub username: Option<String>,
+    /// Where Telegram posts its updates in webhook mode.
+    pub webhook_path: String,
+    /// The URL registered with `setWebhook`, if Codara registered it.
+    pub webhook_url: Option<String>,
+    /// The last Bot API failure.
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    pub last_error_at: Option<String>,
+    /// RFC 3339 of the last successful Bot API call.
+    pub last_ok_at: Option<String>,
+    /// Turns running now.
+    pub turns_running: usize,
+    /// Updates received and not handled yet.
+    pub pending_updates: i64,
+    /// Linked Telegram accounts.
+    pub links: i64,
+}
+
+impl<'a> TelegramBotView<'a> {
+    /// The view of `bot` with its runtime `status` (`None`: not running) and counts.
+    pub fn of(
+        bot: &'a crate::config::TelegramBot,
+        enabled: bool,
+        status: Option<crate::telegram::Status>,
+        pending_updates: i64,
+        links: i64,
+    ) -> Self {
+        let running = status.is_some();
+        let status = status.unwrap_or_default();
+        TelegramBotView {
+            name: &bot.name,
+            enabled,
+            running,
+            username: status.username.or_else(|| bot.username.clone()),
+            webhook_path: crate::telegram::webhook_path(&bot.name),
+            webhook_url: status.webhook_url,
+            last_error: status.last_error,
+            last_error_at: time_opt(status.last_error_at),
+            last_ok_at: time_opt(status.last_ok_at),
+            turns_running: status.turns_running,
+            pending_updates,
+            links,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

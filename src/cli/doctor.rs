@@ -1,4 +1,5 @@
-//! `codara doctor`: checks configuration, data dir, database, vault and each provider CLI.
+//! `codara doctor`: checks configuration, data dir, database, vault, the Telegram bots' tokens
+//! and each provider CLI.
 //!
 //! Read-mostly: it never takes the server lock, so it runs beside a live server.
 
@@ -186,6 +187,30 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             None
         }
     };
+
+    let telegram = &config.channels.telegram;
+    if telegram.enabled {
+        let bots = telegram.active_bots().count();
+        healthy &= match crate::telegram::check(&config) {
+            Err(error) => report(Level::Fail, "telegram", &error.to_string()),
+            Ok(()) if bots == 0 => report(Level::Warn, "telegram", "enabled, but no bot is"),
+            Ok(()) if telegram.receive_mode == "webhook" && config.server.public_url.is_none() => {
+                report(
+                    Level::Warn,
+                    "telegram",
+                    &format!(
+                        "{bots} bot(s), webhook mode without [server].public_url: register \
+                         /channels/telegram/<name>/webhook with setWebhook yourself"
+                    ),
+                )
+            }
+            Ok(()) => report(
+                Level::Ok,
+                "telegram",
+                &format!("{bots} bot(s), {} mode", telegram.receive_mode),
+            ),
+        };
+    }
 
     for (provider_id, provider) in config.providers.iter() {
         let name = provider_id.name();

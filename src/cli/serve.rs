@@ -35,6 +35,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     super::finish(args)?;
 
     let config = Config::load(&overrides)?;
+    crate::telegram::check(&config)?;
     let data_dir = config.storage.data_dir.clone();
     datadir::ensure_private_dir(&data_dir)?;
     let _lock = datadir::InstanceLock::acquire(&data_dir)?;
@@ -109,6 +110,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     }
     let app = Arc::new(app);
     spawn_usage_refresher(&app);
+    crate::telegram::start(&app)?;
     let reaper = spawn_warm_reaper(&app);
     let served = crate::http::serve(Arc::clone(&app), listener);
     app.warm.shutdown(&app);

@@ -9,7 +9,7 @@
 
 use crate::api::auth::Principal;
 use crate::api::management as m;
-use crate::api::{health, openai, responses, user};
+use crate::api::{health, openai, responses, telegram, user};
 use crate::app::App;
 use crate::error::Result;
 use crate::http::assets;
@@ -35,6 +35,9 @@ pub enum Access {
     Client,
     /// A user API key only (self-service).
     User,
+    /// No bearer: a channel's own secret, which the handler checks (Telegram's
+    /// `X-Telegram-Bot-Api-Secret-Token`, compared in constant time).
+    Channel,
 }
 
 /// The worker pool a request runs on.
@@ -123,7 +126,7 @@ const fn delete(pattern: &'static str, handler: Handler, access: Access) -> Endp
     endpoint("DELETE", pattern, handler, access)
 }
 
-use Access::{Client, Operator, Public, User};
+use Access::{Channel, Client, Operator, Public, User};
 
 /// Every route. No two patterns match the same path (a unit test checks it), so the order is
 /// for reading; a path's methods are listed in `Allow` in this order. One line per route: the
@@ -196,6 +199,14 @@ static ROUTES: &[Endpoint] = &[
     get("/management/v1/projects", m::projects::list, Operator),
     post("/management/v1/projects", m::projects::create, Operator),
     get("/management/v1/projects/{name}", m::projects::info, Operator),
+    get("/management/v1/channels", m::channels::status, Operator),
+    post("/management/v1/users/{id}/channels/link-token", m::channels::create_link_token, Operator),
+    get("/management/v1/users/{id}/channels/links", m::channels::links, Operator),
+    delete("/management/v1/users/{id}/channels/links/{link_id}", m::channels::unlink, Operator),
+
+    // Chat channels (api pool): the update is stored and answered at once, its turn runs on
+    // the bot's own threads.
+    post("/channels/telegram/{bot}/webhook", telegram::webhook, Channel),
 ];
 
 /// What a method and path resolve to.
@@ -356,6 +367,17 @@ mod tests {
         check("GET", "/management/v1/projects/p", "Operator name=p");
         check("GET", "/management/v1/users/u1/keys/k1", "405 DELETE");
         check("GET", "/management/v1/users/u1/x", "404");
+        check(
+            "POST",
+            "/channels/telegram/main/webhook",
+            "Channel bot=main",
+        );
+        check("GET", "/channels/telegram/main/webhook", "405 POST");
+        check(
+            "DELETE",
+            "/management/v1/users/u1/channels/links/l1",
+            "Operator id=u1 link_id=l1",
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod meta;
 pub mod operator_tokens;
 pub mod responses;
 pub mod sessions;
+pub mod telegram;
 pub mod turn_journal;
 pub mod turns;
 pub mod usage;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/005_turn_journal.sql"),
     ),
     (6, "responses", include_str!("migrations/006_responses.sql")),
+    (7, "telegram", include_str!("migrations/007_telegram.sql")),
 ];
 
 const READERS: usize = 4;

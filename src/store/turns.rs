@@ -162,6 +162,17 @@ pub fn list_for_session(conn: &Connection, session_id: &str) -> Result<Vec<Turn>
     .map_err(Error::sql("listing turns"))
 }
 
+/// The latest successful turn of a session: its messages and reply are the session's stored
+/// transcript (the engine updates the transcript only on success).
+pub fn last_ok_for_session(conn: &Connection, session_id: &str) -> Result<Option<Turn>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM turns WHERE session_id = ?1 AND status = 'ok' \
+         ORDER BY turn_index DESC LIMIT 1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([session_id], from_row).optional())
+    .map_err(Error::sql("reading a session's last turn"))
+}
+
 /// One turn of a session by index.
 pub fn get(conn: &Connection, session_id: &str, turn_index: i64) -> Result<Option<Turn>> {
     conn.prepare_cached(&format!(

@@ -88,7 +88,7 @@ struct Logger {
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= self.level && !hides_secrets(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -128,6 +128,13 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+/// ureq logs request paths in full at trace level (masked below it), and a Telegram Bot API
+/// path holds the bot token: its trace records are never enabled, which also makes ureq mask
+/// the paths it logs at debug.
+fn hides_secrets(metadata: &log::Metadata<'_>) -> bool {
+    metadata.level() == log::Level::Trace && metadata.target().starts_with("ureq")
+}
+
 /// Installs the logger once per process. `root` is where daily files go (`None`: stderr only);
 /// files older than `retention_days` are deleted at start-up and at each day's rollover.
 pub fn init(level: &str, json_stderr: bool, root: Option<PathBuf>, retention_days: u32) {
@@ -154,6 +161,28 @@ pub fn init(level: &str, json_stderr: bool, root: Option<PathBuf>, retention_day
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ureq_trace_records_are_never_enabled() {
+        let logger = Logger {
+            level: log::LevelFilter::Trace,
+            json_stderr: true,
+            file: None,
+        };
+        let meta = |level, target| log::Metadata::builder().level(level).target(target).build();
+        assert!(!log::Log::enabled(
+            &logger,
+            &meta(log::Level::Trace, "ureq::util")
+        ));
+        assert!(log::Log::enabled(
+            &logger,
+            &meta(log::Level::Debug, "ureq::run")
+        ));
+        assert!(log::Log::enabled(
+            &logger,
+            &meta(log::Level::Trace, "codara::telegram")
+        ));
+    }
 
     #[test]
     fn prune_keeps_recent_and_foreign_files() {

@@ -225,6 +225,19 @@ pub fn create(
     actor: &Actor,
     request_id: Option<&str>,
 ) -> Result<ProjectInfo> {
+    create_in(ctx, &ctx.config.workspace.root, input, actor, request_id)
+}
+
+/// [`create`] under `root` instead of the workspaces root: a user's own tree
+/// (`<root>/<user_id>`), where the Telegram channel keeps a user's projects so that their turns
+/// (confined to that tree) can run in them.
+pub fn create_in(
+    ctx: &Context<'_>,
+    root: &Path,
+    input: NewProject<'_>,
+    actor: &Actor,
+    request_id: Option<&str>,
+) -> Result<ProjectInfo> {
     validate_name(input.name)?;
     let template = input
         .template
@@ -233,7 +246,6 @@ pub fn create(
     if let Some(provider) = input.provider {
         validate_provider(provider)?;
     }
-    let root = &ctx.config.workspace.root;
     crate::datadir::ensure_private_dir(root)?;
     let dir = root
         .canonicalize()

@@ -46,6 +46,9 @@ const SELF: &str = "401 403 2xx 2xx 403 403 401 401";
 const A_ONLY: &str = "401 403 2xx 404 403 403 401 401";
 /// User self-service on a record of user B.
 const B_ONLY: &str = "401 403 404 2xx 403 403 401 401";
+/// A channel route: its own secret header is the credential, so every bearer (none sent the
+/// secret) is refused alike.
+const CHANNEL: &str = "401 401 401 401 401 401 401 401";
 
 /// One row: method, path template (`{name}` filled from the fixture), body template, expectations.
 type Row = (
@@ -214,6 +217,33 @@ const MATRIX: &[Row] = &[
         OPERATOR,
     ),
     ("GET", "/management/v1/projects/{project}", None, OPERATOR),
+    ("GET", "/management/v1/channels", None, OPERATOR),
+    (
+        "POST",
+        "/management/v1/users/{a}/channels/link-token",
+        Some(r#"{"channel":"telegram","bot_name":"matrix"}"#),
+        OPERATOR,
+    ),
+    (
+        "GET",
+        "/management/v1/users/{a}/channels/links",
+        None,
+        OPERATOR,
+    ),
+    (
+        "DELETE",
+        "/management/v1/users/{a}/channels/links/{a_link}",
+        None,
+        OPERATOR,
+    ),
+    (
+        "POST",
+        "/channels/telegram/{bot}/webhook",
+        Some(
+            r#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1},"from":{"id":1},"text":"matrix"}}"#,
+        ),
+        CHANNEL,
+    ),
     (
         "DELETE",
         "/management/v1/sessions/{victim_session}",
@@ -332,7 +362,10 @@ fn setup() -> Fixture {
     let server = support::server()
         .toml(
             "[providers.codex]\nbinary = \"/nonexistent/codex\"\n\n\
-             [accounts]\nrefresh_interval_seconds = 0\nusage_endpoints = [\"http://127.0.0.1:9/usage\"]\n",
+             [accounts]\nrefresh_interval_seconds = 0\nusage_endpoints = [\"http://127.0.0.1:9/usage\"]\n\n\
+             [channels.telegram]\nenabled = true\nreceive_mode = \"webhook\"\n\
+             api_base = \"http://127.0.0.1:9\"\n\n[[channels.telegram.bots]]\nname = \"matrix\"\n\
+             token = \"1:matrix\"\nwebhook_secret = \"matrix-secret\"\nusername = \"matrix_bot\"\n",
         )
         .start();
     let token = server.login();
@@ -402,6 +435,13 @@ fn setup() -> Fixture {
         [&a.id],
     )
     .unwrap();
+    // A Telegram link of user A (for unlinking).
+    conn.execute(
+        "INSERT INTO telegram_links (id, bot, telegram_user_id, user_id, token_id, linked_at) \
+         VALUES ('uag_tgl_matrix', 'matrix', 1, ?1, 'uag_clt_matrix', 1)",
+        [&a.id],
+    )
+    .unwrap();
     drop(conn);
 
     let root = server.dir.join("workspaces");
@@ -421,6 +461,8 @@ fn setup() -> Fixture {
     ids.insert("b_session", "ses_matrix_b".to_string());
     ids.insert("victim_session", "ses_matrix_victim".to_string());
     ids.insert("a_ws", workspace_id(&a.id));
+    ids.insert("a_link", "uag_tgl_matrix".to_string());
+    ids.insert("bot", "matrix".to_string());
     ids.insert("victim_ws", workspace_id("matrix-victim"));
     ids.insert("reset_ws", workspace_id("matrix-reset"));
 
@@ -692,6 +734,13 @@ fn every_route_for_every_caller() {
         .unwrap();
     if victim_status != "deleted" {
         failures.push(format!("the victim user is {victim_status}"));
+    }
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    if count("SELECT COUNT(*) FROM telegram_updates") != 0 {
+        failures.push("a webhook update without the secret was stored".to_string());
+    }
+    if count("SELECT COUNT(*) FROM telegram_links") != 0 {
+        failures.push("user A's Telegram link survived the operator's unlink".to_string());
     }
     let a_name: String = conn
         .query_row(

@@ -18,6 +18,7 @@ mod openai_fidelity;
 mod responses;
 mod smoke;
 mod storage;
+mod telegram;
 mod turns;
 mod users;
 mod vault;

@@ -11,6 +11,6 @@ fn start_login_overview_stop() {
     let token = server.login();
     let overview = server.get("/management/v1/overview", Some(&token));
     assert_eq!(overview.status, 200, "{}", overview.text());
-    assert_eq!(overview.json()["data"]["storage"]["schema_version"], 6);
+    assert_eq!(overview.json()["data"]["storage"]["schema_version"], 7);
     assert_eq!(server.signal_and_wait("TERM"), Some(0));
 }

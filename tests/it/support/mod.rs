@@ -8,6 +8,7 @@
 
 pub mod fake_chatgpt;
 pub mod fake_github;
+pub mod fake_telegram;
 pub mod mock_model;
 
 use std::collections::BTreeMap;
