@@ -1,12 +1,18 @@
 //! The embedded dashboard: the HTML shell with history fallback, every asset under its versioned
 //! URL with its content type, cache header and the Content-Security-Policy, 404 for missing
-//! files, path traversal refused on raw request lines, and a static check that the app needs
-//! nothing the policy forbids.
+//! files, path traversal refused on raw request lines, a static check that the app needs nothing
+//! the policy forbids, and the operator's flows in a real browser (`dashboard.cjs`: playwright-core
+//! driving Debian's chromium against the real binary, the mock model and a real CLI).
 
-use crate::support::{self, HttpResponse};
-use std::io::Write;
-use std::path::Path;
-use std::time::Duration;
+// Spawning node (the browser driver) and reading its output is this test's job.
+#![allow(clippy::disallowed_methods)]
+
+use crate::support::mock_model::{clis_bin, MockModel};
+use crate::support::{self, HttpResponse, SECRET};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -260,4 +266,213 @@ fn path_traversal_is_refused() {
     }
     assert_eq!(server.get("/healthz", None).status, 200);
     assert_eq!(server.signal_and_wait("TERM"), Some(0));
+}
+
+/// Debian's chromium, which `make browser` (part of `make test`) installs when missing.
+fn chromium() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/chromium");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-browser.sh (make browser; as root it installs \
+         Debian's chromium)",
+        path.display()
+    );
+    path
+}
+
+/// The pinned playwright-core that `make browser` installs into `.browser/`.
+fn playwright_core() -> PathBuf {
+    let path = root().join(".browser/node_modules/playwright-core");
+    assert!(
+        path.join("package.json").exists(),
+        "{} is missing: run scripts/install-browser.sh (make browser)",
+        path.display()
+    );
+    path
+}
+
+/// The operator's flows in a real browser against the real binary, the mock model and the real
+/// codex CLI: sign in, a user and its key shown once, an account and the CLI-primary toggle, a
+/// streaming Playground turn that writes a file and its diff, the session's diff and revert,
+/// Observability (its unavailable state while the traces routes answer 404; the trace's
+/// timeline when they exist), the audit filters, deep links reloaded, every page at 1280 and 375
+/// px without sideways scrolling (a screenshot each under `target/dashboard-shots/`), no console
+/// error, sign-out, and an expired token back at sign-in. Then what the browser did is checked
+/// where it landed: the database and the workspace on disk.
+#[test]
+fn operator_flows_in_a_real_browser() {
+    let (chromium, playwright) = (chromium(), playwright_core());
+    let mock = MockModel::start();
+    let toml = format!(
+        "{}\n[workspace]\nlock_timeout_seconds = 30\n",
+        mock.codara_toml(&clis_bin())
+    );
+    let server = support::server().toml(&toml).start();
+    let shots = root().join("target/dashboard-shots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let home = support::TempDir::new("browser-home");
+
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(root().join("tests/it/dashboard.cjs"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CODARA_URL", format!("http://{}", server.addr))
+        .env("CODARA_SECRET", SECRET)
+        .env("CHROMIUM", &chromium)
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .env("SHOTS", &shots)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (it is installed with the CLIs)");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+
+    // Follow the script: expire the operator's tokens when it asks; bounded in time.
+    let deadline = started + Duration::from_secs(240);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) => {
+                if line == "EXPIRE" {
+                    let db = rusqlite::Connection::open(server.data_dir().join("codara.db"))
+                        .expect("the database");
+                    db.busy_timeout(Duration::from_secs(5)).unwrap();
+                    let expired = db
+                        .execute(
+                            "UPDATE operator_tokens SET expires_at = 1 WHERE revoked_at IS NULL",
+                            [],
+                        )
+                        .unwrap();
+                    assert!(expired >= 1, "no live operator token to expire");
+                    writeln!(stdin, "EXPIRED").unwrap();
+                }
+                lines.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!(
+                    "the browser test did not finish within 240 s:\n{}\nserver stderr:\n{}",
+                    lines.join("\n"),
+                    server.stderr()
+                );
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    let elapsed = started.elapsed();
+    let errors = errors.join().unwrap_or_default();
+    assert!(
+        status.success(),
+        "the browser test failed ({status}):\n{}\n{errors}\nserver stderr (tail):\n{}",
+        lines.join("\n"),
+        tail(&server.stderr(), 40)
+    );
+    assert!(
+        elapsed < Duration::from_secs(120),
+        "the browser test took {elapsed:?}:\n{}",
+        lines.join("\n")
+    );
+
+    // What the script reports, checked where it landed.
+    let result: serde_json::Value = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|json| serde_json::from_str(json).unwrap())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{}", lines.join("\n")));
+    let workspace = PathBuf::from(result["workspace"].as_str().expect("the workspace"));
+    assert!(workspace.is_dir(), "{result}");
+    assert!(
+        !workspace.join("dashboard-note.txt").exists(),
+        "the revert in the browser did not remove the turn's file"
+    );
+    let db = rusqlite::Connection::open(server.data_dir().join("codara.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM users WHERE display_name = 'Dash Board' AND max_concurrency = 4"
+        ),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM accounts WHERE id = 'dash-acct' AND cli_primary = 1"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_log WHERE action = 'turn.reverted'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_log WHERE action = 'account.primary_set'"),
+        1
+    );
+    // Observability is asserted in the browser once the traces routes exist.
+    let observability = result["observability"].as_str().unwrap_or("");
+    assert!(
+        matches!(observability, "unavailable" | "asserted"),
+        "{result}"
+    );
+    let traces = server.get("/management/v1/traces?limit=1", Some(&server.login()));
+    assert_eq!(
+        observability == "asserted",
+        traces.status != 404,
+        "the traces route answered {} but the browser step was {observability}",
+        traces.status
+    );
+
+    // A screenshot of every page at both widths, each a PNG.
+    let mut names: Vec<String> = std::fs::read_dir(&shots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for page in [
+        "overview",
+        "accounts",
+        "users",
+        "user",
+        "sessions",
+        "session",
+        "workspaces",
+        "playground",
+        "observability",
+        "audit",
+        "settings",
+    ] {
+        for width in [1280, 375] {
+            let name = format!("{page}-{width}.png");
+            let bytes = std::fs::read(shots.join(&name))
+                .unwrap_or_else(|_| panic!("no screenshot {name}: {names:?}"));
+            assert!(
+                bytes.starts_with(b"\x89PNG") && bytes.len() > 2000,
+                "{name}"
+            );
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
