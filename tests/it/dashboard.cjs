@@ -80,6 +80,86 @@ async function signIn(page) {
 }
 const bearer = (page) => page.evaluate(() => sessionStorage.getItem('codara.token'));
 
+/**
+ * The Observability pages against the routes' contract, answered by the browser itself
+ * (`page.route`) while this build has no traces routes: search with a quick range and text,
+ * trace and log results, "Load more" with the cursor, the trace's waterfall and its logs, at
+ * both widths. After the traces routes land, the flow above runs against the real ones too.
+ */
+async function observabilityContract(page) {
+  const now = Date.now();
+  const row = (id, offset, status) => ({
+    trace_id: id, name: 'POST /management/v1/playground/chat', route: '/management/v1/playground/chat',
+    method: 'POST', status, http_status: status === 'ok' ? 200 : 502, provider: 'codex',
+    user_id: 'uag_usr_dash', started_at: new Date(now - offset).toISOString(), duration_ms: 1500, span_count: 3,
+  });
+  const line = { ts: new Date(now - 90000).toISOString(), level: 'WARN', target: 'codara::turns', message: 'playground turn retried', request_id: 'req_1', trace_id: 'trc_a', span: 'cli', fields: { attempt: 2 } };
+  const seen = [];
+  const json = (route, data, page_) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ ok: true, data, meta: { request_id: 'req_fixture', page: page_ } }) });
+  await page.route('**/management/v1/observability/search?**', (route) => {
+    const url = new URL(route.request().url());
+    seen.push(url.search);
+    if (url.searchParams.get('cursor') === 'c2') return json(route, [{ kind: 'log', ...line }], { next_cursor: null, has_more: false, limit: 50 });
+    return json(route, [{ kind: 'trace', ts: row('trc_a', 60000).started_at, ...row('trc_a', 60000, 'ok') }, { kind: 'trace', ts: row('trc_b', 120000).started_at, ...row('trc_b', 120000, 'error') }], { next_cursor: 'c2', has_more: true, limit: 50 });
+  });
+  await page.route('**/management/v1/traces/trc_a', (route) => json(route, {
+    trace_id: 'trc_a',
+    root: row('trc_a', 60000, 'ok'),
+    spans: [
+      { span_id: 's1', parent_id: null, name: 'http', started_at: row('trc_a', 60000).started_at, offset_ms: 0, duration_ms: 1500, status: 'ok', attributes: { route: '/management/v1/playground/chat' } },
+      { span_id: 's2', parent_id: 's1', name: 'pool.select', started_at: row('trc_a', 60000).started_at, offset_ms: 10, duration_ms: 5, status: 'ok', attributes: {} },
+      { span_id: 's3', parent_id: 's1', name: 'cli.run', started_at: row('trc_a', 60000).started_at, offset_ms: 750, duration_ms: 700, status: 'error', attributes: { exit_code: 1 } },
+    ],
+    logs: [line],
+  }));
+  try {
+    await goto(page, '/dashboard/observability');
+    await page.click('.ranges button[data-range="15m"]');
+    await page.fill('#obs-search input[name=q]', 'playground');
+    await page.click('#obs-search button[type=submit]');
+    await page.locator('article[data-trace="trc_b"]').waitFor();
+    assert.ok(seen.some((q) => q.includes('q=playground') && q.includes('range=15m')), JSON.stringify(seen));
+    assert.match(await page.textContent('article[data-trace="trc_b"]'), /error/);
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await page.locator('article[data-log]').waitFor();
+    assert.ok(seen.some((q) => q.includes('cursor=c2')), JSON.stringify(seen));
+    assert.equal(await page.getByRole('button', { name: 'Load more' }).count(), 0, 'the last page has no Load more');
+    assert.match(await page.url(), /range=15m/);
+    for (const [width, height] of WIDTHS) {
+      await page.setViewportSize({ width, height });
+      await page.screenshot({ path: `${SHOTS}/observability-results-${width}.png`, fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.locator('article[data-trace="trc_a"] a').click();
+    await page.waitForURL(/\/dashboard\/observability\/traces\/trc_a$/);
+    await settled(page);
+    const rows = page.locator('.waterfall .span-row');
+    assert.equal(await rows.count(), 3);
+    // Bars sit on one time axis: cli.run starts half-way and is red.
+    const [track, bar] = await page.locator('.span-row[data-span="s3"]').evaluate((row) => {
+      const t = row.querySelector('.span-track').getBoundingClientRect();
+      const b = row.querySelector('.span-bar').getBoundingClientRect();
+      return [{ x: t.x, width: t.width }, { x: b.x, width: b.width, error: row.querySelector('.span-bar').classList.contains('error') }];
+    });
+    assert.ok(Math.abs((bar.x - track.x) / track.width - 0.5) < 0.02, JSON.stringify([track, bar]));
+    assert.ok(Math.abs(bar.width / track.width - 700 / 1500) < 0.02, JSON.stringify([track, bar]));
+    assert.ok(bar.error);
+    await page.locator('.span-row[data-span="s3"]').focus();
+    await page.keyboard.press('Enter');
+    assert.match(await page.locator('.span-row[data-span="s3"] + .span-attributes').textContent(), /exit_code/);
+    assert.match(await page.textContent('#trace'), /playground turn retried/);
+    for (const [width, height] of WIDTHS) {
+      await page.setViewportSize({ width, height });
+      const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      assert.ok(scroll <= client, `the trace page at ${width} px scrolls sideways`);
+      await page.screenshot({ path: `${SHOTS}/trace-${width}.png`, fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  } finally {
+    await page.unrouteAll();
+  }
+}
+
 async function main() {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -128,7 +208,7 @@ async function main() {
     // Shown once: gone from the page, only its prefix on the user's page; and it works.
     assert.ok(!(await page.content()).includes(key), 'the key is no longer in the page');
     await page.getByRole('link', { name: 'Dash Board' }).click();
-    await page.locator('#keys').waitFor();
+    await page.locator('#keys tbody tr').first().waitFor();
     const keysText = await page.textContent('#keys');
     assert.ok(keysText.includes(key.slice(0, 14)), keysText);
     assert.ok(!keysText.includes(key), 'the detail page does not show the key');
@@ -182,7 +262,7 @@ async function main() {
       return m && m.dataset.state !== 'streaming';
     }, null, { timeout: 120000 });
     assert.equal(await reply.getAttribute('data-state'), 'done', await reply.textContent());
-    assert.match(await reply.locator('.modified').textContent(), new RegExp(TURN_FILE.replace('.', '\\.')));
+    assert.equal((await reply.locator('.outcome .diff-files li code').allTextContents()).join(), TURN_FILE);
     const added = await reply.locator('pre.diff .line.add').allTextContents();
     assert.ok(added.includes(`+${TURN_TEXT}`), JSON.stringify(added));
     await page.screenshot({ path: `${SHOTS}/playground-turn-1280.png`, fullPage: true });
@@ -225,6 +305,7 @@ async function main() {
         assert.match(await page.textContent('[data-state="unavailable"]'), /not available/);
       });
       result.observability = 'unavailable';
+      await observabilityContract(page);
       return;
     }
     assert.equal(probe.status(), 200, await probe.text());
@@ -317,6 +398,13 @@ async function main() {
     assert.equal(await bearer(page), null);
     await page.goto(`${BASE}/dashboard/users`);
     await page.locator('#secret').waitFor();
+    for (const [width, height] of WIDTHS) {
+      await page.setViewportSize({ width, height });
+      const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      assert.ok(scroll <= client, `sign-in at ${width} px scrolls sideways`);
+      await page.screenshot({ path: `${SHOTS}/signin-${width}.png`, fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
   });
 
   await run('an expired token returns to sign-in with a message', async () => {

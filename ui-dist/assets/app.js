@@ -1,7 +1,7 @@
 // The dashboard's entry: sign-in, the layout (header, navigation, notices), and the router that
 // maps /dashboard/... paths to page modules (loaded on first use).
 
-import { api, clearToken, describe, onUnauthorized, setToken, token } from './api.js';
+import { api, clearToken, describe, onUnauthorized, setToken, token, tokenExpiry } from './api.js';
 import { h, replace, loading, errorState, timeZone } from './ui.js';
 
 const BASE = '/dashboard';
@@ -131,6 +131,12 @@ function layout() {
 /** Renders the page of the current address; `focusTitle` moves focus to its heading. */
 async function render(focusTitle = false) {
   if (!token()) { signIn(''); return; }
+  const expiry = Date.parse(tokenExpiry() || '');
+  if (expiry && expiry <= Date.now()) {
+    clearToken();
+    signIn('Your session has expired. Sign in again to continue.');
+    return;
+  }
   if (cleanup) { cleanup(); cleanup = null; }
   const count = ++renderCount;
   let main = document.getElementById('main');

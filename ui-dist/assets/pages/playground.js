@@ -2,7 +2,7 @@
 // each turn shows the files it modified and their diff when it completes.
 
 import { api, describe, stream } from '../api.js';
-import { h, replace, pageHeader, section, badge, field, code, link, diffView, errorState, guard, notify } from '../ui.js';
+import { h, replace, pageHeader, section, badge, field, link, diffView, errorState, guard, notify } from '../ui.js';
 
 export async function render(main) {
   const controller = { abort: null };
@@ -16,6 +16,7 @@ export async function render(main) {
   let inventory = [];
   let messages = [];
   const fresh = () => {
+    if (controller.abort) controller.abort.abort();
     messages = [];
     label.textContent = `playground-${Date.now().toString(36)}`;
     replace(transcript, h('p', { class: 'state empty' }, 'No message yet. Turns run in the Dashboard Admin user\'s workspace.'));
@@ -122,6 +123,5 @@ function outcome(frame) {
       x.resumed ? [' ', badge('resumed', 'info')] : null,
       usage ? ` · ${usage.prompt_tokens} tokens in, ${usage.completion_tokens} out` : null),
     h('h3', null, files.length ? `Modified files (${files.length})` : 'Modified files'),
-    files.length ? h('ul', { class: 'modified' }, files.map((f) => h('li', null, code(f)))) : null,
     diffView(x.diff, files));
 }

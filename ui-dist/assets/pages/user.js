@@ -2,7 +2,7 @@
 // keys shown once), usage, sessions and recent activity.
 
 import { api } from '../api.js';
-import { h, replace, pageHeader, section, kv, badge, field, action, notify, onSubmit, confirmAction, table, pagedList, arrayPages, time, code, link, emptyState, guard, jsonBlock } from '../ui.js';
+import { h, replace, pageHeader, section, kv, badge, field, action, notify, onSubmit, confirmAction, pagedList, arrayPages, time, code, link, guard, jsonBlock } from '../ui.js';
 import { STATUS, showKey } from './users.js';
 
 export async function render(main, { params }) {
@@ -93,15 +93,20 @@ function view(u, path, reload) {
         ['Created', time(u.created_at)], ['Created by', u.created_by], ['Updated', time(u.updated_at)],
       ])),
     section('Limits', limits),
-    section('API keys', newKey, h('div', { id: 'keys' }, u.keys.length ? table([
-      { label: 'Key', cell: (k) => code(`${k.prefix}…`) },
-      { label: 'Label', cell: (k) => k.label || '—' },
-      { label: 'Status', cell: (k) => badge(k.status, k.status === 'active' ? 'ok' : 'bad') },
-      { label: 'Created', cell: (k) => time(k.created_at) },
-      { label: 'Expires', cell: (k) => time(k.expires_at) },
-      { label: 'Last used', cell: (k) => time(k.last_used_at) },
-      { label: 'Actions', class: 'actions-cell', cell: keyActions },
-    ], u.keys, 'API keys') : emptyState('No key.'))),
+    section('API keys', newKey, h('div', { id: 'keys' }, pagedList({
+      load: arrayPages(u.keys, 20),
+      columns: [
+        { label: 'Key', cell: (k) => code(`${k.prefix}…`) },
+        { label: 'Label', cell: (k) => k.label || '—' },
+        { label: 'Status', cell: (k) => badge(k.status, k.status === 'active' ? 'ok' : 'bad') },
+        { label: 'Created', cell: (k) => time(k.created_at) },
+        { label: 'Expires', cell: (k) => time(k.expires_at) },
+        { label: 'Last used', cell: (k) => time(k.last_used_at) },
+        { label: 'Actions', class: 'actions-cell', cell: keyActions },
+      ],
+      empty: 'No key.',
+      caption: 'API keys',
+    }))),
     section('Usage', kv([
       ['Turns', totals.requests.toLocaleString()],
       ['Prompt tokens', totals.prompt_tokens.toLocaleString()],
@@ -118,7 +123,7 @@ function view(u, path, reload) {
       ],
       caption: 'Usage by day',
     }) : null),
-    section('Sessions', pagedList({
+    section('Sessions', h('p', null, link(`/dashboard/sessions?user_id=${encodeURIComponent(u.id)}`, 'Search all sessions of this user')), pagedList({
       load: arrayPages(u.sessions, 10),
       columns: [
         { label: 'Session', cell: (s) => link(`/dashboard/sessions/${encodeURIComponent(s.id)}`, s.client_session_id) },
