@@ -162,7 +162,8 @@ async function observabilityContract(page) {
 
 async function main() {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  // A zone other than the machine's UTC: times must be shown in the browser's zone.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, timezoneId: 'America/New_York', locale: 'en-US' });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
@@ -185,6 +186,13 @@ async function main() {
     // The overview's sections are there (the warm processes and providers tables).
     await page.getByRole('heading', { name: /Warm processes/ }).waitFor();
     await page.getByRole('cell', { name: 'codex' }).first().waitFor();
+    // Times in the browser's zone, with a relative age.
+    assert.match(await page.textContent('footer'), /America\/New_York/);
+    const started = page.locator('#overview time').first();
+    const [iso, shown] = [await started.getAttribute('datetime'), await started.textContent()];
+    const expectedHour = new Date(iso).toLocaleString('en-US', { timeZone: 'America/New_York', hour: 'numeric', hour12: true }).split(' ')[0];
+    assert.match(shown, new RegExp(`, ${expectedHour}:\\d\\d:\\d\\d\\s[AP]M · (now|\\d+ seconds? ago)$`), shown);
+    assert.match(await started.getAttribute('title'), /America\/New_York/);
   });
 
   await run('create a user and read its key once', async () => {
@@ -220,6 +228,28 @@ async function main() {
     await page.click('#user-limits button[type=submit]');
     await page.locator('.notice >> text=Saved.').waitFor();
     await page.waitForFunction(() => document.querySelector('#user-limits input[name=max_concurrency]')?.value === '4');
+  });
+
+  await run('upload a codex login, refresh its usage: quota windows with reset countdowns', async () => {
+    await goto(page, '/dashboard/accounts');
+    assert.equal(await page.inputValue('#add-account select[name=auth_type]'), 'OAUTH_SESSION');
+    await page.fill('#add-account input[name=id]', 'dash-oauth');
+    await page.setInputFiles('#add-account input[type=file]', process.env.AUTH_JSON);
+    await page.waitForFunction(() => document.querySelector('#add-account textarea').value.includes('refresh_token'));
+    await page.click('#add-account button[type=submit]');
+    const card = page.locator('article[data-account="dash-oauth"]');
+    await card.waitFor();
+    assert.match(await card.locator('h2').textContent(), /oauth-dash@example\.com/);
+    assert.match(await card.textContent(), /5-hour: unknown/);
+    assert.equal(await page.inputValue('#add-account textarea'), '', 'the form is cleared');
+    await card.getByRole('button', { name: 'Refresh usage' }).click();
+    await page.locator('article[data-account="dash-oauth"] progress').first().waitFor();
+    const fresh = page.locator('article[data-account="dash-oauth"]');
+    const quota = await fresh.locator('.quota').first().textContent();
+    assert.match(quota, /5-hour: 43% used · resets in (59 min|1 h)/);
+    assert.equal(await fresh.locator('progress').first().evaluate((p) => p.value), 42.5);
+    assert.match(await fresh.locator('.quota').nth(1).textContent(), /Weekly: 10% used · resets in (23 h|1 d)/);
+    assert.ok(!(await page.content()).includes('rt-dash-secret-refresh-value'), 'no token in the page');
   });
 
   await run('add an account and toggle CLI-primary', async () => {

@@ -7,8 +7,10 @@
 // Spawning node (the browser driver) and reading its output is this test's job.
 #![allow(clippy::disallowed_methods)]
 
+use crate::support::fake_chatgpt::{usage_body, FakeChatgpt, Usage};
 use crate::support::mock_model::{clis_bin, MockModel};
 use crate::support::{self, HttpResponse, SECRET};
+use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -291,6 +293,43 @@ fn playwright_core() -> PathBuf {
     path
 }
 
+/// A JWT with these claims (unsigned: the gateway only reads the claims).
+fn jwt(claims: serde_json::Value) -> String {
+    let part = |bytes: &[u8]| codara::crypto::base64_encode(bytes, codara::crypto::Base64::Url);
+    format!(
+        "{}.{}.{}",
+        part(br#"{"alg":"RS256","typ":"JWT"}"#),
+        part(claims.to_string().as_bytes()),
+        part(b"not-a-real-signature")
+    )
+}
+
+/// A codex `auth.json` (an OAuth login of `oauth-dash@example.com`, valid for a day) and its
+/// access token, which the fake usage endpoint answers.
+fn oauth_login() -> (serde_json::Value, String) {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86_400;
+    let claims = json!({"chatgpt_account_id": "chatgpt-acct-dash", "chatgpt_plan_type": "plus"});
+    let id_token = jwt(
+        json!({"email": "oauth-dash@example.com", "exp": exp, "https://api.openai.com/auth": claims}),
+    );
+    let access_token = jwt(json!({"exp": exp, "jti": "access-dash", "scp": ["openid"]}));
+    let auth = json!({
+        "OPENAI_API_KEY": null,
+        "tokens": {
+            "id_token": id_token,
+            "access_token": access_token,
+            "refresh_token": "rt-dash-secret-refresh-value",
+            "account_id": "chatgpt-acct-dash"
+        },
+        "last_refresh": "2026-01-01T00:00:00Z"
+    });
+    (auth, access_token)
+}
+
 /// The operator's flows in a real browser against the real binary, the mock model and the real
 /// codex CLI: sign in, a user and its key shown once, an account and the CLI-primary toggle, a
 /// streaming Playground turn that writes a file and its diff, the session's diff and revert,
@@ -303,15 +342,25 @@ fn playwright_core() -> PathBuf {
 fn operator_flows_in_a_real_browser() {
     let (chromium, playwright) = (chromium(), playwright_core());
     let mock = MockModel::start();
+    let fake = FakeChatgpt::start();
     let toml = format!(
-        "{}\n[workspace]\nlock_timeout_seconds = 30\n",
-        mock.codara_toml(&clis_bin())
+        "{}\n{}\n[workspace]\nlock_timeout_seconds = 30\n",
+        mock.codara_toml(&clis_bin()),
+        fake.accounts_toml()
     );
     let server = support::server().toml(&toml).start();
     let shots = root().join("target/dashboard-shots");
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let home = support::TempDir::new("browser-home");
+    // A codex login to upload, whose quota windows the fake usage endpoint reports.
+    let (auth, access_token) = oauth_login();
+    let auth_file = home.path().join("auth.json");
+    std::fs::write(&auth_file, auth.to_string()).unwrap();
+    fake.set_usage(
+        &access_token,
+        Usage::Json(usage_body((42.5, 3_600), (10.0, 86_400))),
+    );
 
     let started = Instant::now();
     let mut child = Command::new("node")
@@ -324,6 +373,7 @@ fn operator_flows_in_a_real_browser() {
         .env("CHROMIUM", &chromium)
         .env("PLAYWRIGHT_CORE", &playwright)
         .env("SHOTS", &shots)
+        .env("AUTH_JSON", &auth_file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -427,6 +477,22 @@ fn operator_flows_in_a_real_browser() {
         count("SELECT COUNT(*) FROM audit_log WHERE action = 'account.primary_set'"),
         1
     );
+    // The uploaded login is in the pool with the windows the browser's refresh fetched; no
+    // page, response or audit entry showed its tokens.
+    let accounts = server.get("/management/v1/accounts", Some(&server.login()));
+    let uploaded = accounts.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "dash-oauth")
+        .cloned()
+        .unwrap_or_else(|| panic!("no dash-oauth: {}", accounts.text()));
+    assert_eq!(
+        uploaded["quota"]["five_hour"]["used_percent"], 42.5,
+        "{uploaded}"
+    );
+    assert_eq!(uploaded["label"], "oauth-dash@example.com");
+    assert!(!accounts.text().contains(&access_token));
     // Observability is asserted in the browser once the traces routes exist.
     let observability = result["observability"].as_str().unwrap_or("");
     assert!(
