@@ -82,9 +82,10 @@ const bearer = (page) => page.evaluate(() => sessionStorage.getItem('codara.toke
 
 /**
  * The Observability pages against the routes' contract, answered by the browser itself
- * (`page.route`) while this build has no traces routes: search with a quick range and text,
- * trace and log results, "Load more" with the cursor, the trace's waterfall and its logs, at
- * both widths. After the traces routes land, the flow above runs against the real ones too.
+ * (`page.route`), whether or not this build serves them: search with a quick range and text,
+ * trace and log results (an ok and an error trace), "Load more" with the cursor, the trace's
+ * waterfall and its logs, at both widths. The step before runs against the real routes once
+ * they exist.
  */
 async function observabilityContract(page) {
   const now = Date.now();
@@ -127,7 +128,7 @@ async function observabilityContract(page) {
     assert.match(await page.url(), /range=15m/);
     for (const [width, height] of WIDTHS) {
       await page.setViewportSize({ width, height });
-      await page.screenshot({ path: `${SHOTS}/observability-results-${width}.png`, fullPage: true });
+      await page.screenshot({ path: `${SHOTS}/observability-contract-${width}.png`, fullPage: true });
     }
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.locator('article[data-trace="trc_a"] a').click();
@@ -152,7 +153,7 @@ async function observabilityContract(page) {
       await page.setViewportSize({ width, height });
       const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
       assert.ok(scroll <= client, `the trace page at ${width} px scrolls sideways`);
-      await page.screenshot({ path: `${SHOTS}/trace-${width}.png`, fullPage: true });
+      await page.screenshot({ path: `${SHOTS}/trace-contract-${width}.png`, fullPage: true });
     }
     await page.setViewportSize({ width: 1280, height: 800 });
   } finally {
@@ -335,16 +336,21 @@ async function main() {
         assert.match(await page.textContent('[data-state="unavailable"]'), /not available/);
       });
       result.observability = 'unavailable';
-      await observabilityContract(page);
       return;
     }
     assert.equal(probe.status(), 200, await probe.text());
     await goto(page, '/dashboard/observability');
     await page.click('.ranges button[data-range="15m"]');
     await page.fill('#obs-search input[name=q]', 'playground');
-    await page.click('#obs-search button[type=submit]');
     const trace = page.locator('article[data-trace]', { hasText: 'playground' }).first();
-    await trace.waitFor({ timeout: 30000 });
+    // Traces are written when their request ends: search again until the turn's is found.
+    for (let attempt = 0; ; attempt += 1) {
+      await page.click('#obs-search button[type=submit]');
+      await page.waitForFunction(() => !document.querySelector('#obs-results .state.loading'));
+      if (await trace.count()) break;
+      assert.ok(attempt < 20, `the Playground turn's trace was not found: ${await page.textContent('#obs-results')}`);
+      await page.waitForTimeout(1000);
+    }
     await trace.locator('a').first().click();
     await page.waitForURL(/\/dashboard\/observability\/traces\//);
     await settled(page);
@@ -355,6 +361,8 @@ async function main() {
     result.observability = 'asserted';
     result.trace_path = new URL(page.url()).pathname;
   });
+
+  await run("the Observability pages against the traces and logs routes' contract", () => observabilityContract(page));
 
   await run('filter the audit log, reload the deep link', async () => {
     await goto(page, '/dashboard/audit');
@@ -395,6 +403,10 @@ async function main() {
       ['audit', '/dashboard/audit'],
       ['settings', '/dashboard/settings'],
     ];
+    const inventory = await page.request.get(`${BASE}/management/v1/workspaces`, { headers: { Authorization: `Bearer ${await bearer(page)}` } });
+    const records = (await inventory.json()).data;
+    const record = records.find((w) => w.path === result.workspace) || records[0];
+    pages.push(['workspace', `/dashboard/workspaces/${record.workspace_id}`]);
     if (result.trace_path) pages.push(['trace', result.trace_path]);
     const obs = result.observability === 'unavailable' ? ['/management/v1/observability/search'] : [];
     for (const [width, height] of WIDTHS) {

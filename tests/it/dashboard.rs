@@ -521,10 +521,14 @@ fn operator_flows_in_a_real_browser() {
         "sessions",
         "session",
         "workspaces",
+        "workspace",
         "playground",
         "observability",
+        "observability-contract",
+        "trace-contract",
         "audit",
         "settings",
+        "signin",
     ] {
         for width in [1280, 375] {
             let name = format!("{page}-{width}.png");
