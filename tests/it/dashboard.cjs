@@ -126,6 +126,25 @@ async function observabilityContract(page) {
     assert.ok(seen.some((q) => q.includes('cursor=c2')), JSON.stringify(seen));
     assert.equal(await page.getByRole('button', { name: 'Load more' }).count(), 0, 'the last page has no Load more');
     assert.match(await page.url(), /range=15m/);
+    // A custom range sends both ends as RFC 3339 times and keeps them in the address; a reload
+    // shows them again in the browser's zone.
+    await page.click('.ranges button[data-range="custom"]');
+    await page.fill('input[name=since]', '2026-01-02T03:04');
+    await page.fill('input[name=until]', '2026-01-02T05:06');
+    await page.click('#obs-search button[type=submit]');
+    await page.locator('article[data-trace="trc_b"]').waitFor();
+    const custom = new URLSearchParams(seen[seen.length - 1]);
+    // Entered in the browser's zone (New York, UTC-5 in January).
+    assert.equal(custom.get('since'), '2026-01-02T08:04:00.000Z');
+    assert.equal(custom.get('until'), '2026-01-02T10:06:00.000Z');
+    assert.equal(custom.get('range'), null);
+    assert.match(page.url(), /since=2026-01-02T08%3A04/);
+    await page.reload();
+    await page.locator('article[data-trace="trc_b"]').waitFor();
+    assert.equal(await page.inputValue('input[name=since]'), '2026-01-02T03:04');
+    assert.equal(await page.getAttribute('.ranges button[data-range="custom"]', 'aria-pressed'), 'true');
+    await page.click('.ranges button[data-range="15m"]');
+    await page.locator('article[data-trace="trc_b"]').waitFor();
     for (const [width, height] of WIDTHS) {
       await page.setViewportSize({ width, height });
       await page.screenshot({ path: `${SHOTS}/observability-contract-${width}.png`, fullPage: true });
@@ -421,6 +440,11 @@ async function main() {
         });
       }
     }
+    // The update check answers in place (checking is off in this configuration).
+    await goto(page, '/dashboard/settings');
+    await page.getByRole('button', { name: 'Check for updates' }).click();
+    await page.locator('#version', { hasText: 'disabled' }).waitFor();
+    assert.match(await page.textContent('#config'), /MOCK_API_KEY/);
     // The workspaces page lists the Dashboard Admin's workspace with its git metadata.
     await page.setViewportSize({ width: 1280, height: 800 });
     await goto(page, '/dashboard/workspaces');

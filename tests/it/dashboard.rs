@@ -144,7 +144,12 @@ fn every_asset_has_its_type_cache_and_csp() {
             "{path}"
         );
         assert_secured(&path, &response);
-        assert_eq!(response.body, bytes, "{path}: not the file's bytes");
+        assert!(
+            response.body == bytes,
+            "{path}: not the file's bytes ({} served, {} on disk)",
+            response.body.len(),
+            bytes.len()
+        );
 
         for other in [
             format!("/dashboard/assets/{file}"),
@@ -157,7 +162,7 @@ fn every_asset_has_its_type_cache_and_csp() {
                 Some("no-cache"),
                 "{other}"
             );
-            assert_eq!(response.body, bytes, "{other}");
+            assert!(response.body == bytes, "{other}: not the file's bytes");
         }
     }
     // The shell names the entry module, the stylesheet and the icon under that directory.

@@ -31,7 +31,12 @@ let renderCount = 0;
 /** The route of a path under /dashboard: {module, params, section}. */
 function match(pathname) {
   const rest = pathname.replace(/^\/dashboard\/?/, '').replace(/\/+$/, '');
-  const parts = rest ? rest.split('/').map(decodeURIComponent) : [];
+  let parts;
+  try {
+    parts = rest ? rest.split('/').map(decodeURIComponent) : [];
+  } catch {
+    return null; // a malformed escape: no such page
+  }
   for (const [pattern, module] of ROUTES) {
     const want = pattern ? pattern.split('/') : [];
     if (want.length !== parts.length) continue;

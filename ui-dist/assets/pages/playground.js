@@ -1,8 +1,8 @@
 // Playground: a streaming chat run as the Dashboard Admin user, with provider and model pickers;
 // each turn shows the files it modified and their diff when it completes.
 
-import { api, describe, stream } from '../api.js';
-import { h, replace, pageHeader, section, badge, field, link, diffView, errorState, guard, notify } from '../ui.js';
+import { api, stream } from '../api.js';
+import { h, replace, pageHeader, section, badge, field, link, diffView, errorState, guard } from '../ui.js';
 
 export async function render(main) {
   const controller = { abort: null };
@@ -84,7 +84,6 @@ export async function render(main) {
             ? h('p', { class: 'state error', role: 'alert', dataset: { state: 'error' } }, `The turn failed: ${error.message}`)
             : errorState(error),
           error.frame && error.frame.extensions ? outcome(error.frame) : null);
-        if (!error.frame && error.status !== 401) notify(describe(error), 'error');
       }
     } finally {
       controller.abort = null;
