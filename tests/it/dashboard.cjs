@@ -113,6 +113,14 @@ async function observabilityContract(page) {
     ],
     logs: [line],
   }));
+  await page.route('**/management/v1/traces?**', (route) => {
+    seen.push(`traces${new URL(route.request().url()).search}`);
+    return json(route, [row('trc_b', 120000, 'error')], { next_cursor: null, has_more: false, limit: 50 });
+  });
+  await page.route('**/management/v1/logs?**', (route) => {
+    seen.push(`logs${new URL(route.request().url()).search}`);
+    return json(route, [line], { next_cursor: null, has_more: false, limit: 50 });
+  });
   try {
     await goto(page, '/dashboard/observability');
     await page.click('.ranges button[data-range="15m"]');
@@ -145,6 +153,25 @@ async function observabilityContract(page) {
     assert.equal(await page.getAttribute('.ranges button[data-range="custom"]', 'aria-pressed'), 'true');
     await page.click('.ranges button[data-range="15m"]');
     await page.locator('article[data-trace="trc_b"]').waitFor();
+    // Traces alone, with their filters; then logs alone by level.
+    await page.selectOption('#obs-search select[name=kind]', 'traces');
+    await page.selectOption('#obs-search select[name=status]', 'error');
+    await page.selectOption('#obs-search select[name=provider]', 'codex');
+    await page.fill('#obs-search input[name=min_ms]', '1000');
+    await page.click('#obs-search button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('#obs-results article').length === 1);
+    const traces = new URLSearchParams(seen[seen.length - 1].replace(/^traces/, ''));
+    assert.ok(seen[seen.length - 1].startsWith('traces?'), seen[seen.length - 1]);
+    assert.deepEqual([traces.get('status'), traces.get('provider'), traces.get('min_ms'), traces.get('q'), traces.get('range')], ['error', 'codex', '1000', 'playground', '15m']);
+    await page.selectOption('#obs-search select[name=kind]', 'logs');
+    assert.ok(await page.locator('#obs-search select[name=status]').isHidden());
+    await page.selectOption('#obs-search select[name=level]', 'warn');
+    await page.click('#obs-search button[type=submit]');
+    await page.locator('#obs-results article[data-log]').waitFor();
+    assert.ok(seen[seen.length - 1].startsWith('logs?') && seen[seen.length - 1].includes('level=warn'), seen[seen.length - 1]);
+    await page.selectOption('#obs-search select[name=kind]', 'all');
+    await page.click('#obs-search button[type=submit]');
+    await page.locator('article[data-trace="trc_a"]').waitFor();
     for (const [width, height] of WIDTHS) {
       await page.setViewportSize({ width, height });
       await page.screenshot({ path: `${SHOTS}/observability-contract-${width}.png`, fullPage: true });

@@ -31,6 +31,11 @@ export async function render(main, { query, setQuery }) {
     .map(([v, t]) => h('option', { value: v, selected: v === (query.get('kind') || 'all') }, t)));
   const status = h('select', { name: 'status' }, [['', 'any'], ['ok', 'ok'], ['error', 'error']]
     .map(([v, t]) => h('option', { value: v, selected: v === (query.get('status') || '') }, t)));
+  const provider = h('select', { name: 'provider' }, ['', 'codex', 'gemini', 'opencode']
+    .map((v) => h('option', { value: v, selected: v === (query.get('provider') || '') }, v || 'any')));
+  const user = h('input', { name: 'user', value: query.get('user') || '', placeholder: 'uag_usr_…', autocomplete: 'off' });
+  const route = h('input', { name: 'route', value: query.get('route') || '', placeholder: '/v1/chat/completions', autocomplete: 'off' });
+  const minMs = h('input', { type: 'number', name: 'min_ms', min: 0, value: query.get('min_ms') || '', placeholder: 'any' });
   const level = h('select', { name: 'level' }, ['', 'error', 'warn', 'info', 'debug']
     .map((v) => h('option', { value: v, selected: v === (query.get('level') || '') }, v || 'any')));
   const since = h('input', { type: 'datetime-local', name: 'since', value: local(query.get('since')) });
@@ -45,17 +50,18 @@ export async function render(main, { query, setQuery }) {
       if (range !== 'custom') run();
     });
   }
-  const statusField = field('Trace status', status);
+  const traceFields = [field('Trace status', status), field('Provider', provider), field('User', user),
+    field('Route', route), field('Slower than (ms)', minMs)];
   const levelField = field('Log level', level);
   const syncFields = () => {
-    statusField.hidden = kind.value !== 'traces';
+    for (const f of traceFields) f.hidden = kind.value !== 'traces';
     levelField.hidden = kind.value !== 'logs';
   };
   kind.addEventListener('change', syncFields);
   syncFields();
   const results = h('div', { id: 'obs-results' });
   const form = h('form', { class: 'filters', role: 'search', id: 'obs-search' },
-    field('Search', q), field('Show', kind), statusField, levelField,
+    field('Search', q), field('Show', kind), traceFields, levelField,
     h('div', null, h('button', { type: 'submit', class: 'primary' }, 'Search')));
   form.addEventListener('submit', (event) => { event.preventDefault(); run(); });
 
@@ -67,7 +73,9 @@ export async function render(main, { query, setQuery }) {
     } else {
       params.range = range;
     }
-    if (kind.value === 'traces') params.status = status.value;
+    if (kind.value === 'traces') {
+      Object.assign(params, { status: status.value, provider: provider.value, user: user.value.trim(), route: route.value.trim(), min_ms: minMs.value });
+    }
     if (kind.value === 'logs') params.level = level.value;
     setQuery({ ...params, kind: kind.value === 'all' ? '' : kind.value, range: range === 'custom' ? '' : range });
     const endpoint = ENDPOINTS[kind.value];
@@ -107,12 +115,14 @@ export async function render(main, { query, setQuery }) {
 
 /** One trace root as a result. */
 export function traceRow(t) {
+  const request = [t.method, t.route].filter(Boolean).join(' ');
+  const name = t.name || request || t.trace_id;
   return h('article', { class: 'result', dataset: { trace: t.trace_id } },
     h('div', { class: 'head' },
       badge('trace', 'info'),
       badge(t.status, t.status === 'error' ? 'bad' : 'ok'),
-      h('strong', null, link(`/dashboard/observability/traces/${encodeURIComponent(t.trace_id)}`, t.name || t.route || t.trace_id)),
-      h('span', { class: 'muted' }, [t.method, t.route].filter(Boolean).join(' ')),
+      h('strong', null, link(`/dashboard/observability/traces/${encodeURIComponent(t.trace_id)}`, name)),
+      request && request !== name ? h('span', { class: 'muted' }, request) : null,
       t.http_status ? code(String(t.http_status)) : null,
       h('span', null, millis(t.duration_ms))),
     h('small', { class: 'muted' },
