@@ -9,13 +9,14 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 ARGS    ?=
 
-.PHONY: help build release serve test clis sdk lint fmt bench install uninstall clean
+.PHONY: help build release serve test clis sdk browser lint fmt bench install uninstall clean
 
 help:
 	@echo "make serve         build (release) and run codara on embedded defaults"
 	@echo "make test          unit + integration tests (installs the pinned CLIs first)"
 	@echo "make clis          install the pinned codex/gemini/opencode CLIs into .clis/"
 	@echo "make sdk           install the pinned OpenAI Python SDK (a real client for tests) into .sdk/"
+	@echo "make browser       install Debian's chromium (as root, when missing) and the pinned playwright-core into .browser/"
 	@echo "make lint          cargo fmt --check + clippy -D warnings"
 	@echo "make bench         start-up, idle RSS, binary size, management req/s + p99"
 	@echo "make build         debug build"
@@ -43,7 +44,11 @@ clis:
 sdk:
 	scripts/install-sdk.sh
 
-test: clis sdk
+# The dashboard's browser tests: Debian's chromium and playwright-core (scripts/browser).
+browser:
+	scripts/install-browser.sh
+
+test: clis sdk browser
 	$(CARGO) test --lib --bins --tests
 
 lint:

@@ -230,6 +230,35 @@ pub fn set_primary(
     get(store, id)
 }
 
+/// Clears the CLI-primary mark of `id`: selection then ranks its provider's accounts by
+/// headroom alone. Clearing an account that is not primary changes nothing and is not audited.
+pub fn clear_primary(
+    store: &store::Store,
+    id: &str,
+    actor: &Actor,
+    request_id: Option<&str>,
+) -> Result<Account> {
+    let account = get(store, id)?;
+    if account.cli_primary {
+        store.write(|tx| {
+            store::accounts::clear_primary(tx, id, clock::now_ms())?;
+            audit::record(
+                tx,
+                audit::Record {
+                    actor,
+                    action: "account.primary_cleared",
+                    target_type: "account",
+                    target_id: id,
+                    before: Some(json!({"cli_primary": true})),
+                    after: Some(json!({"cli_primary": false})),
+                    request_id,
+                },
+            )
+        })?;
+    }
+    get(store, id)
+}
+
 /// Removes an account and its isolated home.
 pub fn remove(
     store: &store::Store,

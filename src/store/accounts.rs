@@ -188,3 +188,13 @@ pub fn set_primary(conn: &Connection, provider: &str, id: &str, now_ms: i64) -> 
     .map(|_| ())
     .map_err(Error::sql("setting the CLI-primary account"))
 }
+
+/// Clears the CLI-primary mark of `id` (its provider then has no CLI-primary account).
+pub fn clear_primary(conn: &Connection, id: &str, now_ms: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE accounts SET cli_primary = 0, updated_at = ?2 WHERE id = ?1",
+        rusqlite::params![id, now_ms],
+    )
+    .map(|_| ())
+    .map_err(Error::sql("clearing the CLI-primary account"))
+}

@@ -100,6 +100,55 @@ pub fn list(conn: &Connection, user_id: Option<&str>, limit: i64) -> Result<Vec<
         .map_err(Error::sql("listing sessions"))
 }
 
+/// What [`search`] filters on; `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Owner.
+    pub user_id: Option<String>,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Case-insensitive text in the id, label, workspace path or model.
+    pub text: Option<String>,
+    /// Only sessions ordered after this `(updated_at, id)`: the previous page's last row.
+    pub before_cursor: Option<(i64, String)>,
+}
+
+/// Sessions matching `filter`, newest activity first (ties by id), at most `limit`.
+pub fn search(conn: &Connection, filter: &Filter, limit: i64) -> Result<Vec<Session>> {
+    let text = filter
+        .text
+        .as_ref()
+        .map(|t| format!("%{}%", t.to_lowercase()));
+    let (cursor_at, cursor_id) = match &filter.before_cursor {
+        Some((at, id)) => (Some(*at), Some(id.clone())),
+        None => (None, None),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM sessions WHERE (?1 IS NULL OR user_id = ?1) \
+           AND (?2 IS NULL OR provider = ?2) \
+           AND (?3 IS NULL OR lower(id || ' ' || client_session_id || ' ' || workspace_path || ' ' \
+                                   || model) LIKE ?3) \
+           AND (?4 IS NULL OR updated_at < ?4 OR (updated_at = ?4 AND id < ?5)) \
+         ORDER BY updated_at DESC, id DESC LIMIT ?6"
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                rusqlite::params![
+                    filter.user_id,
+                    filter.provider,
+                    text,
+                    cursor_at,
+                    cursor_id,
+                    limit
+                ],
+                from_row,
+            )?
+            .collect()
+        })
+        .map_err(Error::sql("searching sessions"))
+}
+
 /// Inserts the session, or updates its mutable fields when the id exists.
 pub fn upsert(conn: &Connection, session: &Session) -> Result<()> {
     // A real upsert: `INSERT OR REPLACE` would delete the row first and cascade to its turns.

@@ -791,6 +791,25 @@ fn credentials_are_validated_on_add_and_never_returned() {
     assert_eq!(primary.status, 200, "{}", primary.text());
     assert_eq!(rig.account("oauth-text")["cli_primary"], true);
     assert_eq!(rig.account("oauth-obj")["cli_primary"], false);
+    // Cleared again (the dashboard's toggle): no account of the provider is primary, once
+    // audited; clearing twice changes nothing.
+    for _ in 0..2 {
+        let cleared = rig.call("DELETE", "/management/v1/accounts/oauth-text/primary", None);
+        assert_eq!(cleared.status, 200, "{}", cleared.text());
+        assert_eq!(cleared.json()["data"]["cli_primary"], false);
+    }
+    assert_eq!(rig.account("oauth-text")["cli_primary"], false);
+    let audit = rig.call(
+        "GET",
+        "/management/v1/audit?action=account.primary_cleared",
+        None,
+    );
+    assert_eq!(
+        audit.json()["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        audit.text()
+    );
     let recovered = rig.call("POST", "/management/v1/accounts/oauth-obj/recover", None);
     assert_eq!(recovered.status, 200, "{}", recovered.text());
     let deleted = rig.call("DELETE", "/management/v1/accounts/oauth-obj", None);

@@ -95,6 +95,7 @@ const MATRIX: &[Row] = &[
     // Management plane.
     ("GET", "/management/v1/overview", None, OPERATOR),
     ("GET", "/management/v1/version", None, OPERATOR),
+    ("GET", "/management/v1/config", None, OPERATOR),
     ("GET", "/management/v1/providers/models", None, OPERATOR),
     ("GET", "/management/v1/audit", None, OPERATOR),
     ("GET", "/management/v1/users", None, OPERATOR),
@@ -165,6 +166,12 @@ const MATRIX: &[Row] = &[
     ),
     (
         "POST",
+        "/management/v1/accounts/{account}/primary",
+        None,
+        OPERATOR,
+    ),
+    (
+        "DELETE",
         "/management/v1/accounts/{account}/primary",
         None,
         OPERATOR,

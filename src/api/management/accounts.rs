@@ -135,6 +135,21 @@ pub fn primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Resu
     ))
 }
 
+/// `DELETE /management/v1/accounts/{id}/primary`: the account is no longer CLI-primary.
+pub fn clear_primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    let id = request.param("id")?;
+    let account = accounts::clear_primary(
+        &app.store,
+        id,
+        &principal.actor(),
+        Some(&request.request_id),
+    )?;
+    Ok(Response::envelope(
+        &request.request_id,
+        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
+    ))
+}
+
 /// `POST /management/v1/accounts/{id}/recover`.
 pub fn recover(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
     let id = request.param("id")?;

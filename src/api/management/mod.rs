@@ -9,6 +9,7 @@ pub mod playground;
 pub mod projects;
 pub mod providers;
 pub mod sessions;
+pub mod settings;
 pub mod users;
 pub mod version;
 pub mod workspaces;

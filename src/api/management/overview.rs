@@ -1,4 +1,5 @@
-//! `GET /management/v1/overview`: uptime, version, storage and provider configuration, counts.
+//! `GET /management/v1/overview`: uptime, version, storage and provider configuration, counts,
+//! running turns, warm processes, warnings.
 
 use crate::api::auth::Principal;
 use crate::app::App;
@@ -40,6 +41,24 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
         .map(|m| m.len())
         .unwrap_or(0);
     let (warm_agents, fallbacks) = app.warm.status();
+    // Turns between their first snapshot and their stored row: the ones running now.
+    let running_turns: Vec<_> = app
+        .store
+        .read(crate::store::turn_journal::list)?
+        .iter()
+        .map(|turn| {
+            json!({
+                "turn_id": turn.turn_id,
+                "user_id": turn.user_id,
+                "client_session_id": turn.client_session_id,
+                "provider": turn.provider,
+                "model": turn.model,
+                "workspace_id": turn.workspace_id,
+                "account_id": turn.account_id,
+                "started_at": crate::clock::rfc3339(turn.started_at),
+            })
+        })
+        .collect();
     let providers: Vec<_> = app
         .config
         .providers
@@ -90,6 +109,7 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
                 "status": app.sandbox.describe(),
             },
             "running_cli_processes": crate::process::live_groups(),
+            "running_turns": running_turns,
             "warm": {
                 "max_processes": app.config.server.max_warm_processes,
                 "processes": warm_agents,
@@ -98,4 +118,47 @@ pub fn get(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<
             "warnings": warnings(app),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testing::{self, TestApp};
+    use crate::store::turn_journal::{self, Entry};
+
+    /// A turn in the journal (between its first snapshot and its stored row) is a running turn.
+    #[test]
+    fn running_turns_come_from_the_journal() {
+        let test = TestApp::new();
+        let overview = || {
+            testing::json(
+                test.operator("GET", "/management/v1/overview", None)
+                    .unwrap(),
+            )
+            .1
+        };
+        assert_eq!(overview()["data"]["running_turns"], serde_json::json!([]));
+        test.app
+            .store
+            .write(|tx| {
+                turn_journal::insert(
+                    tx,
+                    &Entry {
+                        turn_id: "trn_running".into(),
+                        user_id: "uag_usr_1".into(),
+                        client_session_id: Some("conv".into()),
+                        provider: "codex".into(),
+                        model: "m".into(),
+                        started_at: 1_000,
+                        ..Entry::default()
+                    },
+                )
+            })
+            .unwrap();
+        let running = &overview()["data"]["running_turns"];
+        assert_eq!(running[0]["turn_id"], "trn_running");
+        assert_eq!(running[0]["client_session_id"], "conv");
+        assert_eq!(running[0]["started_at"], "1970-01-01T00:00:01.000Z");
+        // The prompt is not part of the overview.
+        assert!(running[0].get("prompt").is_none());
+    }
 }

@@ -28,7 +28,8 @@ struct CreateProject {
     force: Option<bool>,
 }
 
-/// `GET /management/v1/projects`: the projects directly under the workspaces root.
+/// `GET /management/v1/projects`: the projects directly under the workspaces root; the
+/// template names in `meta.templates`.
 pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let root = &app.config.workspace.root;
     let found = projects::list(root)?;
@@ -49,7 +50,14 @@ pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result
     app.store
         .read(|conn| inventory::count_sessions(conn, &mut records))?;
     let data = wire::json(&records.iter().map(WorkspaceView::from).collect::<Vec<_>>())?;
-    Ok(Response::envelope(&request.request_id, data))
+    Ok(Response::json(
+        200,
+        &json!({
+            "ok": true,
+            "data": data,
+            "meta": {"request_id": request.request_id, "templates": Template::names()},
+        }),
+    ))
 }
 
 /// `POST /management/v1/projects` `{name, template?, provider?, force?}`: creates the project

@@ -11,15 +11,36 @@ use crate::workspace::ops;
 use serde_json::json;
 use std::sync::Arc;
 
-/// `GET /management/v1/sessions?user_id=&limit=`.
+/// `GET /management/v1/sessions?user_id=&provider=&q=&limit=&cursor=`: newest activity first,
+/// paged by `meta.page.next_cursor`.
 pub fn list(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
     let limit = params::limit(request, 500)?;
-    let user = request.query_param("user_id");
-    let sessions = app
+    let param = |name: &str| {
+        request
+            .query_param(name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let filter = store::sessions::Filter {
+        user_id: param("user_id"),
+        provider: param("provider"),
+        text: param("q"),
+        before_cursor: params::cursor(request)?,
+    };
+    let rows = app
         .store
-        .read(|conn| store::sessions::list(conn, user, limit))?;
-    let data = wire::json(&sessions.iter().map(SessionView::from).collect::<Vec<_>>())?;
-    Ok(Response::envelope(&request.request_id, data))
+        .read(|conn| store::sessions::search(conn, &filter, limit + 1))?;
+    let has_more = rows.len() as i64 > limit;
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = has_more
+        .then(|| rows.last().map(|s| format!("{}:{}", s.updated_at, s.id)))
+        .flatten();
+    let data = wire::json(&rows.iter().map(SessionView::from).collect::<Vec<_>>())?;
+    Ok(Response::json(
+        200,
+        &json!({"ok": true, "data": data, "meta": {"request_id": request.request_id,
+                "page": {"next_cursor": next, "has_more": has_more, "limit": limit}}}),
+    ))
 }
 
 /// `GET /management/v1/sessions/{id}`: the session and its turns.
@@ -91,4 +112,90 @@ fn load_turn(app: &App, request: &Request) -> Result<store::turns::Turn> {
     app.store
         .read(|conn| store::turns::get(conn, id, index))?
         .ok_or_else(|| Error::NotFound(format!("no turn {index} in session {id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testing::{self, TestApp};
+    use crate::store::sessions::{self, Session};
+
+    /// Filters and cursor pages of `GET /management/v1/sessions`: the sessions found (newest
+    /// first), whether more follow, or the 400 naming the parameter.
+    #[test]
+    fn list_filters_and_pages() {
+        let test = TestApp::new();
+        test.app
+            .store
+            .write(|tx| {
+                for (n, (user, provider, label)) in [
+                    ("u1", "codex", "alpha"),
+                    ("u1", "gemini", "beta"),
+                    ("u2", "codex", "gamma"),
+                    ("u2", "codex", "Alpha two"),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    sessions::upsert(
+                        tx,
+                        &Session {
+                            id: format!("ses_{n}"),
+                            session_key: format!("{user}::.::{label}"),
+                            user_id: user.into(),
+                            workspace_id: ".".into(),
+                            workspace_path: format!("/w/{user}"),
+                            client_session_id: label.into(),
+                            provider: provider.into(),
+                            model: "m".into(),
+                            created_at: 1,
+                            updated_at: 10 + n as i64,
+                            ..Session::default()
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let get = |query: &str| -> String {
+            let url = format!("/management/v1/sessions{query}");
+            match test.operator("GET", &url, None) {
+                Ok(response) => {
+                    let (_, body) = testing::json(response);
+                    let labels: Vec<&str> = body["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s["client_session_id"].as_str().unwrap())
+                        .collect();
+                    format!(
+                        "{} more={}",
+                        labels.join(","),
+                        body["meta"]["page"]["has_more"]
+                    )
+                }
+                Err(e) => format!("{} {}: {e}", e.status(), e.param().unwrap_or("-")),
+            }
+        };
+        assert_eq!(get(""), "Alpha two,gamma,beta,alpha more=false");
+        assert_eq!(get("?user_id=u1"), "beta,alpha more=false");
+        assert_eq!(get("?provider=codex"), "Alpha two,gamma,alpha more=false");
+        assert_eq!(get("?q=ALPHA"), "Alpha two,alpha more=false");
+        assert_eq!(get("?q=/w/u2&provider=codex"), "Alpha two,gamma more=false");
+        assert_eq!(get("?limit=2"), "Alpha two,gamma more=true");
+        let (_, page) = testing::json(
+            test.operator("GET", "/management/v1/sessions?limit=2", None)
+                .unwrap(),
+        );
+        let cursor = page["meta"]["page"]["next_cursor"].as_str().unwrap();
+        assert_eq!(cursor, "12:ses_2");
+        assert_eq!(
+            get(&format!("?limit=2&cursor={cursor}")),
+            "beta,alpha more=false"
+        );
+        assert_eq!(
+            get("?cursor=x"),
+            "400 cursor: invalid cursor; pass meta.page.next_cursor back"
+        );
+        assert_eq!(get("?limit=501"), "400 limit: `limit` must be 1-500");
+    }
 }
