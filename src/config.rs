@@ -31,6 +31,31 @@ pub const ENV_NAMES: &[&str] = &[
     "CODARA_CONFIG",
 ];
 
+/// Whether a configuration sets a setting.
+pub type IsSet = fn(&Config) -> bool;
+
+/// Settings this build parses but does not act on, each with whether a configuration sets it.
+/// A list so that it shrinks as features land: remove an entry with the code that uses it.
+pub const INERT: &[(&str, IsSet)] = &[
+    (
+        "[channels.telegram] (the Telegram channel is not in this build)",
+        |c| c.channels.telegram.enabled || !c.channels.telegram.bots.is_empty(),
+    ),
+    (
+        "[server].public_url (only Telegram webhooks would use it)",
+        |c| c.server.public_url.is_some(),
+    ),
+    (
+        "[providers.<p>].auth_path / UAG_<P>_AUTH_PATH (credentials come from the account pool)",
+        |c| {
+            c.providers
+                .iter()
+                .iter()
+                .any(|(_, p)| p.auth_path.is_some())
+        },
+    ),
+];
+
 /// Host variables read to build child environments (never configuration).
 pub const HOST_ENV_NAMES: &[&str] = &["PATH", "HOME"];
 
@@ -381,21 +406,25 @@ impl Default for UsersConfig {
 pub struct LoggingConfig {
     /// error, warn, info, debug or trace.
     pub level: String,
-    /// JSON lines (true) or plain text (false) on stderr; the file is always JSON lines.
+    /// JSON lines on stderr even when it is a terminal (which otherwise gets a short line for a
+    /// person); stderr that is not a terminal, and the file, always get JSON lines.
     pub json: bool,
     /// Directory of `codara-YYYY-MM-DD.jsonl`; default `<data_dir>/logs`.
     pub root: Option<PathBuf>,
-    /// Days of log files to keep.
+    /// Days of log files to keep (0: all).
     pub retention_days: u32,
+    /// The size at which a day's log file is continued in `codara-YYYY-MM-DD.N.jsonl`.
+    pub max_bytes: u64,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             level: "info".to_string(),
-            json: true,
+            json: false,
             root: None,
             retention_days: 30,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -404,12 +433,17 @@ impl Default for LoggingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// Whether traces are written.
+    /// Whether traces are recorded and written.
     pub enabled: bool,
-    /// Directory of trace partitions; default `<data_dir>/traces`.
+    /// Directory of trace partitions (`events/YYYY/MM/DD/HH.jsonl`); default `<data_dir>/traces`.
     pub trace_root: Option<PathBuf>,
-    /// Days of trace partitions to keep.
+    /// Days of trace partitions to keep (0: all).
     pub trace_retention_days: u32,
+    /// `GET /metrics` without a token from loopback (a request that came through a proxy —
+    /// `Forwarded`, `X-Forwarded-For`, `X-Real-IP` — never counts as loopback). `false` asks
+    /// for the operator token there too: any local process, agents included, can reach
+    /// loopback.
+    pub metrics_loopback: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -418,6 +452,7 @@ impl Default for TelemetryConfig {
             enabled: true,
             trace_root: None,
             trace_retention_days: 30,
+            metrics_loopback: true,
         }
     }
 }
@@ -708,6 +743,17 @@ impl Config {
             .unwrap_or_else(|| self.storage.data_dir.join("traces"))
     }
 
+    /// The settings of [`INERT`] this configuration sets: parsed, but not acted on by this
+    /// build. Start-up warns about each and `codara doctor` lists them, so none is ignored
+    /// silently.
+    pub fn inert_settings(&self) -> Vec<&'static str> {
+        INERT
+            .iter()
+            .filter(|(_, set)| set(self))
+            .map(|(what, _)| *what)
+            .collect()
+    }
+
     fn fill_provider_defaults(&mut self) {
         self.providers.codex.fill_defaults(Provider::Codex);
         self.providers.gemini.fill_defaults(Provider::Gemini);
@@ -854,6 +900,9 @@ impl Config {
                 "logging.level",
                 "must be one of error, warn, info, debug, trace",
             );
+        }
+        if self.logging.max_bytes < 1024 {
+            return fail("logging.max_bytes", "must be at least 1024");
         }
         if !matches!(
             self.channels.telegram.receive_mode.as_str(),

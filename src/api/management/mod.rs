@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod observability;
 pub mod overview;
 pub mod playground;
 pub mod projects;
