@@ -134,29 +134,17 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
     }
 }
 
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.level
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let now_ms = clock::now_ms();
-        let mut message = record.args().to_string();
-        if message.len() > MAX_MESSAGE_BYTES {
-            let mut at = MAX_MESSAGE_BYTES;
-            while !message.is_char_boundary(at) {
-                at -= 1;
-            }
-            message.truncate(at);
-            message.push('…');
-        }
-        let mut fields = Fields::default();
-        let _ = record.key_values().visit(&mut fields);
+impl Logger {
+    /// The JSON line of a record, and the short line for a terminal when stderr is one.
+    fn render(
+        &self,
+        record: &log::Record<'_>,
+        now_ms: i64,
+        message: &str,
+        fields: &Fields,
+    ) -> (String, Option<String>) {
         let ts = clock::rfc3339(now_ms);
-        let (json, human) = super::trace::with_current(|request_id, trace_id, span| {
+        super::trace::with_current(|request_id, trace_id, span| {
             let mut json = String::with_capacity(160 + message.len() + fields.json.len());
             json.push_str("{\"ts\":\"");
             json.push_str(&ts);
@@ -165,7 +153,7 @@ impl log::Log for Logger {
             json.push_str("\",\"target\":");
             super::trace::push_json_str(&mut json, record.target());
             json.push_str(",\"message\":");
-            super::trace::push_json_str(&mut json, &message);
+            super::trace::push_json_str(&mut json, message);
             for (key, value) in [
                 ("request_id", request_id),
                 ("trace_id", trace_id),
@@ -193,14 +181,42 @@ impl log::Log for Logger {
                 )
             });
             (json, human)
-        });
+        })
+    }
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut message = record.args().to_string();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut at = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(at) {
+                at -= 1;
+            }
+            message.truncate(at);
+            message.push('…');
+        }
+        let mut fields = Fields::default();
+        let _ = record.key_values().visit(&mut fields);
+        let (json, human) = match self.file.as_ref().map(Mutex::lock) {
+            Some(Ok(mut file)) => {
+                // The time is read under the lock, so that a file's lines are in time order.
+                let now_ms = clock::now_ms();
+                let rendered = self.render(record, now_ms, &message, &fields);
+                file.write_line(now_ms, rendered.0.as_bytes());
+                rendered
+            }
+            _ => self.render(record, clock::now_ms(), &message, &fields),
+        };
         let stderr_line = human.as_deref().unwrap_or(&json);
         let _ = std::io::stderr().write_all(stderr_line.as_bytes());
-        if let Some(file) = &self.file {
-            if let Ok(mut file) = file.lock() {
-                file.write_line(now_ms, json.as_bytes());
-            }
-        }
     }
 
     fn flush(&self) {}

@@ -137,12 +137,14 @@ fn run_turn(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Tur
         None => None,
     };
     let plan = plan(request, stored.as_ref());
-    let tracker = Tracker::new(app, request)?;
     let attachments = attach(request, &plan)?;
-    let before = {
+    // The snapshot store is opened (made, on a workspace's first turn) as part of the snapshot.
+    let (tracker, before) = {
         let span = telemetry::span("snapshot");
         span.attr("phase", "before");
-        tracker.snapshot().inspect_err(|_| span.fail())?
+        Tracker::new(app, request)
+            .and_then(|tracker| tracker.snapshot().map(|before| (tracker, before)))
+            .inspect_err(|_| span.fail())?
     };
     let mut attempt = first_attempt(request, &plan, &attachments);
     let mut account = pool::choose_account(
