@@ -11,13 +11,19 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Traces that may wait for the writer; a burst beyond this is dropped, not queued.
+/// Traces that may wait for the writer; a burst beyond this is dropped, not queued. The
+/// channel itself grows in blocks as it is used (a preallocated ring of this size would cost
+/// its whole size in memory from the start), and this count bounds it.
 const QUEUE: usize = 8192;
+
+/// Traces in the channel now.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
 /// Traces written with one write(2) at most.
 const BATCH: usize = 256;
 
@@ -28,7 +34,7 @@ enum Event {
     Stop,
 }
 
-static SENDER: OnceLock<SyncSender<Event>> = OnceLock::new();
+static SENDER: OnceLock<Sender<Event>> = OnceLock::new();
 static THREAD: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 
 /// Hands a finished trace to the writer without waiting; counts it as dropped when the queue
@@ -38,17 +44,22 @@ pub(crate) fn send(end_ms: i64, line: String) {
         super::metrics::traces_dropped(1);
         return;
     };
-    match sender.try_send(Event::Trace(end_ms, line)) {
-        Ok(()) => super::metrics::traces_queued(1),
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-            super::metrics::traces_dropped(1)
-        }
+    if QUEUED.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        super::metrics::traces_dropped(1);
+        return;
+    }
+    if sender.send(Event::Trace(end_ms, line)).is_ok() {
+        super::metrics::traces_queued(1);
+    } else {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        super::metrics::traces_dropped(1);
     }
 }
 
 /// Starts the writer thread for `root` (once per process; later calls do nothing).
 pub(crate) fn start(root: PathBuf) {
-    let (sender, receiver) = sync_channel(QUEUE);
+    let (sender, receiver) = channel();
     if SENDER.set(sender).is_err() {
         return;
     }
@@ -70,15 +81,8 @@ pub(crate) fn start(root: PathBuf) {
 pub(crate) fn stop(grace: Duration) {
     let Some(sender) = SENDER.get() else { return };
     let deadline = Instant::now() + grace;
-    // The queue may be full: retry until the stop fits or the grace period ends.
-    loop {
-        match sender.try_send(Event::Stop) {
-            Ok(()) => break,
-            Err(TrySendError::Full(_)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(_) => return,
-        }
+    if sender.send(Event::Stop).is_err() {
+        return;
     }
     let handle = THREAD.lock().ok().and_then(|mut t| t.take());
     if let Some(handle) = handle {
@@ -189,6 +193,7 @@ fn run(root: &Path, receiver: &Receiver<Event>) {
                 }
             }
         }
+        QUEUED.fetch_sub(batch.len(), Ordering::AcqRel);
         super::metrics::traces_queued(-(batch.len() as i64));
         // Consecutive traces of one hour leave in one write.
         let mut start = 0;
