@@ -9,6 +9,12 @@
 //! wrk (the tool users compare gateways with): the same GET, `wrk --latency -d5s` at 1 connection
 //! (1 thread) and at 32 (2 threads), on a server with `TCP_NODELAY` (the default) and on one with
 //! `[server].tcp_nodelay = false` in the same run, for the before/after of Nagle.
+//! Telemetry: log + trace bytes per management request are the growth of
+//! `codara_log_bytes_written_total` + `codara_trace_bytes_written_total` (from `/metrics`, which
+//! is itself neither logged at info nor traced) over 2000 sequential keep-alive GETs of the
+//! overview, after the writer has written all their traces; and wrk's req/s, p50 and p99 of the
+//! same GET at 32 connections on a server with `[telemetry].enabled = true` (the default) and
+//! one with `false`, started side by side and measured alternately, three rounds each.
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
 
@@ -83,6 +89,70 @@ fn wrk(addr: SocketAddr, token: &str, connections: usize, seconds: u64) -> Optio
         p50_ms: millis(&field("50%")?)?,
         p99_ms: millis(&field("99%")?)?,
     })
+}
+
+/// One GET on a fresh connection; the body.
+fn get_body(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    raw[raw.find("\r\n\r\n").expect("head") + 4..].to_string()
+}
+
+/// A sample without labels from `/metrics`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// (log bytes, trace bytes, traces written) once the writer has written at least `traces`.
+fn telemetry_counters(addr: SocketAddr, traces: f64) -> (f64, f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = get_body(addr, "/metrics", None);
+        let written = metric(&text, "codara_trace_events_written_total");
+        let queued = metric(&text, "codara_trace_queue_depth");
+        if (written >= traces && queued == 0.0) || Instant::now() > deadline {
+            return (
+                metric(&text, "codara_log_bytes_written_total"),
+                metric(&text, "codara_trace_bytes_written_total"),
+                written,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Log + trace bytes per authenticated management GET: (log, trace) bytes per request.
+fn bytes_per_request(binary: &Path) -> (f64, f64) {
+    let dir = temp_dir("bytes");
+    let (server, _) = start(binary, &dir);
+    let token = login(server.addr);
+    let (log0, trace0, written0) = telemetry_counters(server.addr, 1.0);
+    let n = 2000;
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let request = format!(
+        "GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    for _ in 0..n {
+        writer.write_all(request.as_bytes()).expect("write");
+        assert_eq!(read_one(&mut reader), Some(200));
+    }
+    let (log1, trace1, _) = telemetry_counters(server.addr, written0 + n as f64);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    ((log1 - log0) / n as f64, (trace1 - trace0) / n as f64)
 }
 
 fn start(binary: &Path, dir: &Path) -> (Running, Duration) {
@@ -407,4 +477,62 @@ fn main() {
     drop(slow);
     let _ = std::fs::remove_dir_all(&with_delay);
     let _ = std::fs::remove_dir_all(&without_delay);
+
+    // Telemetry: what each request writes, and what tracing costs the management GET.
+    let (log_bytes, trace_bytes) = bytes_per_request(&binary);
+    println!("-- telemetry");
+    println!(
+        "{:<46} {:>11.0} B {:>12} {:>10}",
+        "  log + trace bytes per management GET",
+        log_bytes + trace_bytes,
+        "-",
+        "<= 512 B"
+    );
+    println!(
+        "{:<46} {:>11.0} B / {:.0} B",
+        "    of which log line / trace line", log_bytes, trace_bytes
+    );
+    let traced_dir = temp_dir("traced");
+    let untraced_dir = temp_dir("untraced");
+    std::fs::write(
+        untraced_dir.join("codara.toml"),
+        "[telemetry]\nenabled = false\n",
+    )
+    .expect("config");
+    let (traced, _) = start(&binary, &traced_dir);
+    let (untraced, _) = start(&binary, &untraced_dir);
+    let traced_token = login(traced.addr);
+    let untraced_token = login(untraced.addr);
+    println!("-- wrk --latency -d5s -c32, GET /management/v1/overview, alternating, 3 rounds");
+    println!("{:<46} {:>9} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
+    for round in 1..=3 {
+        for (label, addr, token) in [
+            (
+                "[telemetry].enabled = true (default)",
+                traced.addr,
+                &traced_token,
+            ),
+            (
+                "[telemetry].enabled = false",
+                untraced.addr,
+                &untraced_token,
+            ),
+        ] {
+            let Some(w) = wrk(addr, token, 32, 5) else {
+                println!("  wrk is not installed (apt-get install wrk); skipped");
+                return;
+            };
+            println!(
+                "{:<46} {:>9.0} {:>9.2} {:>9.2}",
+                format!("  #{round} {label}"),
+                w.rps,
+                w.p50_ms,
+                w.p99_ms
+            );
+        }
+    }
+    drop(traced);
+    drop(untraced);
+    let _ = std::fs::remove_dir_all(&traced_dir);
+    let _ = std::fs::remove_dir_all(&untraced_dir);
 }
