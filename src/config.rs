@@ -1179,6 +1179,41 @@ mod tests {
     }
 
     #[test]
+    fn inert_settings_are_listed_when_set() {
+        let check = |toml: Option<&str>, env: &[(&str, &str)], expected: &[&str]| {
+            let config = load(toml, None, env).unwrap();
+            let got: Vec<&str> = config
+                .inert_settings()
+                .iter()
+                .map(|s| s.split(' ').next().unwrap())
+                .collect();
+            assert_eq!(got, expected, "{toml:?} {env:?}");
+        };
+        check(None, &[], &[]);
+        check(
+            Some("[channels.telegram]\nenabled = true\n"),
+            &[],
+            &["[channels.telegram]"],
+        );
+        // A disabled block with no bots is the default: nothing to warn about.
+        check(Some("[channels.telegram]\nenabled = false\n"), &[], &[]);
+        check(
+            Some("[server]\npublic_url = \"https://x.example\"\n"),
+            &[],
+            &["[server].public_url"],
+        );
+        check(
+            None,
+            &[("UAG_GEMINI_AUTH_PATH", "/x/oauth.json")],
+            &["[providers.<p>].auth_path"],
+        );
+        check_error(
+            "[logging]\nmax_bytes = 10\n",
+            "logging.max_bytes: must be at least 1024",
+        );
+    }
+
+    #[test]
     fn bad_env_values_are_reported() {
         let error = load(None, None, &[("CODARA_PORT", "abc")])
             .unwrap_err()

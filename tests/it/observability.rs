@@ -948,6 +948,24 @@ fn traceparent_request_ids_and_unknown_traces() {
         assert_eq!(response.status, 404, "{unknown}: {}", response.text());
         assert_eq!(response.json()["error"]["code"], "not_found");
     }
+    drop(server);
+
+    // Tracing off: request ids as before, no traceparent, no shard.
+    let untraced = support::server()
+        .toml("[telemetry]\nenabled = false\n")
+        .start();
+    let token = untraced.login();
+    let response = untraced.get("/management/v1/overview", Some(&token));
+    assert_eq!(response.status, 200);
+    assert!(response.header("traceparent").is_none());
+    assert!(response.header("x-request-id").unwrap().starts_with("req_"));
+    assert_eq!(
+        get(&untraced, "/management/v1/traces", &token)["data"],
+        json!([])
+    );
+    assert!(!untraced.data_dir().join("traces").exists());
+    let logged = wait_for_rows(&untraced, "/management/v1/logs?q=overview", &token);
+    assert_eq!(logged[0]["trace_id"], Value::Null, "{logged:?}");
 }
 
 #[test]
