@@ -14,7 +14,10 @@
 //! is itself neither logged at info nor traced) over 2000 sequential keep-alive GETs of the
 //! overview, after the writer has written all their traces; and wrk's req/s, p50 and p99 of the
 //! same GET at 32 connections on a server with `[telemetry].enabled = true` (the default) and
-//! one with `false`, started side by side and measured alternately, three rounds each.
+//! one with `false`, started side by side and measured alternately, three rounds each. And,
+//! because a shared machine makes those noisy, what tracing one request costs in this process:
+//! 200 000 times a request's context, an `auth` span, a root field and the root's end handed to
+//! a running writer; wall time per request and process CPU (getrusage, writer included).
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
 
@@ -130,6 +133,46 @@ fn telemetry_counters(addr: SocketAddr, traces: f64) -> (f64, f64, f64) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Process CPU time (user + system), for the in-process tracing cost.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// What tracing one management request costs, in this process: the request's context, an
+/// `auth` span, the user annotation, the root's end and its line handed to a running writer
+/// (whose CPU is counted too). Returns (wall per request on the request thread, process CPU per
+/// request, trace bytes per request).
+fn tracing_cost() -> (Duration, Duration, f64) {
+    let dir = temp_dir("tracing-cost");
+    codara::telemetry::start_tracing(true, dir.clone());
+    let n: u32 = 200_000;
+    let (_, bytes0) = codara::telemetry::metrics::bytes_written();
+    let cpu0 = cpu_time();
+    let started = Instant::now();
+    for _ in 0..n {
+        let context = codara::telemetry::Context::for_request(None, None);
+        context.enter(|| {
+            let span = codara::telemetry::span("auth");
+            codara::telemetry::annotate(codara::telemetry::Field::User, "operator");
+            drop(span);
+        });
+        context.finish_http("GET", Some("/management/v1/overview"), 200, true);
+    }
+    let wall = started.elapsed();
+    codara::telemetry::stop(Duration::from_secs(10));
+    let cpu = cpu_time() - cpu0;
+    let (_, bytes1) = codara::telemetry::metrics::bytes_written();
+    let _ = std::fs::remove_dir_all(&dir);
+    (wall / n, cpu / n, (bytes1 - bytes0) as f64 / f64::from(n))
 }
 
 /// Log + trace bytes per authenticated management GET: (log, trace) bytes per request.
@@ -338,6 +381,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench --bench gateway -- --tracing-cost`: only the in-process tracing figure.
+    if std::env::args().any(|a| a == "--tracing-cost") {
+        let (wall, cpu, bytes) = tracing_cost();
+        println!(
+            "tracing per request: {:.2} us wall, {:.2} us CPU, {bytes:.0} trace bytes",
+            wall.as_secs_f64() * 1e6,
+            cpu.as_secs_f64() * 1e6
+        );
+        return;
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("codara benchmark (loopback, 2-core shared machine; method in benches/gateway.rs)");
     println!(
@@ -491,6 +544,19 @@ fn main() {
     println!(
         "{:<46} {:>11.0} B / {:.0} B",
         "    of which log line / trace line", log_bytes, trace_bytes
+    );
+    let (wall, cpu, bytes) = tracing_cost();
+    println!(
+        "{:<46} {:>10.2} us {:>12} {:>10}",
+        "  tracing per request, in-process (wall)",
+        wall.as_secs_f64() * 1e6,
+        "-",
+        "-"
+    );
+    println!(
+        "{:<46} {:>10.2} us   ({bytes:.0} trace bytes each, writer thread included)",
+        "  tracing per request, process CPU",
+        cpu.as_secs_f64() * 1e6
     );
     let traced_dir = temp_dir("traced");
     let untraced_dir = temp_dir("untraced");
