@@ -934,6 +934,11 @@ fn traceparent_request_ids_and_unknown_traces() {
     )["data"]
         .clone();
     assert_eq!(detail["spans"][0]["parent_id"], "b7ad6b7169203331");
+    let upper = format!("/management/v1/traces/{}", continued.to_uppercase());
+    assert_eq!(
+        get(&server, &upper, &token)["data"]["trace_id"],
+        continued.as_str()
+    );
     assert_eq!(detail["root"]["name"], "GET /management/v1/version");
     // The client's request id is searchable.
     let by_request = wait_for_rows(&server, "/management/v1/traces?q=client-chosen-1", &token);

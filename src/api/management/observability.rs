@@ -84,7 +84,9 @@ pub fn traces(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
 /// `GET /management/v1/traces/{id}`: the spans in order and the trace's log lines; 404 for an
 /// id no shard holds.
 pub fn trace(app: &Arc<App>, request: &Request, _principal: &Principal) -> Result<Response> {
-    let id = request.param("id")?;
+    // Ids are written in lower case (W3C); one pasted in upper case is the same trace.
+    let id = request.param("id")?.to_ascii_lowercase();
+    let id = id.as_str();
     let detail = query::trace(
         &app.config.trace_root(),
         &app.config.log_root(),
