@@ -130,12 +130,14 @@ fn stream(
         }
         let arrived = std::time::SystemTime::now();
         seen.push_str(&String::from_utf8_lossy(&buf[..read]));
-        while let Some(end) = seen[scanned..].find("\n\n") {
-            let frame = &seen[scanned..scanned + end];
-            scanned += end + 2;
-            let Some(data) = frame.strip_prefix("data: ") else {
-                continue;
+        // Frames arrive in chunks (`<hex>\r\ndata: …\n\n\r\n`): find each `data: ` line.
+        while let Some(start) = seen[scanned..].find("data: ") {
+            let begin = scanned + start + 6;
+            let Some(end) = seen[begin..].find('\n') else {
+                break;
             };
+            let data = &seen[begin..begin + end];
+            scanned = begin + end;
             let content = serde_json::from_str::<Value>(data)
                 .ok()
                 .and_then(|v| {
