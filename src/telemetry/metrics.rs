@@ -143,6 +143,11 @@ pub fn bytes_written() -> (u64, u64) {
     )
 }
 
+/// Trace lines waiting for the writer now.
+pub fn trace_queue_depth() -> i64 {
+    TRACES_QUEUED.load(Ordering::Relaxed)
+}
+
 /// Trace lines dropped so far.
 pub fn traces_dropped_total() -> u64 {
     TRACES_DROPPED.load(Ordering::Relaxed)
