@@ -18,7 +18,7 @@ help:
 	@echo "make sdk           install the pinned OpenAI Python SDK (a real client for tests) into .sdk/"
 	@echo "make browser       install Debian's chromium (as root, when missing) and the pinned playwright-core into .browser/"
 	@echo "make lint          cargo fmt --check + clippy -D warnings"
-	@echo "make bench         start-up, idle RSS, binary size, management req/s + p99"
+	@echo "make bench         start-up, idle RSS, size, management req/s + p99, telemetry bytes and cost, turns"
 	@echo "make build         debug build"
 	@echo "make release       optimized build: target/release/codara"
 	@echo "make static        fully static x86_64 musl binary: dist/codara-x86_64-linux-musl"

@@ -9,6 +9,16 @@
 //! wrk (the tool users compare gateways with): the same GET, `wrk --latency -d5s` at 1 connection
 //! (1 thread) and at 32 (2 threads), on a server with `TCP_NODELAY` (the default) and on one with
 //! `[server].tcp_nodelay = false` in the same run, for the before/after of Nagle.
+//! Telemetry: log + trace bytes per management request are the growth of
+//! `codara_log_bytes_written_total` + `codara_trace_bytes_written_total` (from `/metrics`, which
+//! is itself neither logged at info nor traced) over 2000 sequential keep-alive GETs of the
+//! overview, after the writer has written all their traces; and wrk's req/s, p50 and p99 of the
+//! same GET at 32 connections on a server with `[telemetry].enabled = true` (the default) and
+//! one with `false`, started side by side and measured alternately, three rounds each. And,
+//! because a shared machine makes those noisy, what tracing one request costs in this process:
+//! 200 000 times (in batches of 4000 the writer's queue holds) a request's context, an `auth`
+//! span, a root field and the root's end handed to a running writer; wall time per request and
+//! process CPU (getrusage, the writer's included).
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
 
@@ -83,6 +93,122 @@ fn wrk(addr: SocketAddr, token: &str, connections: usize, seconds: u64) -> Optio
         p50_ms: millis(&field("50%")?)?,
         p99_ms: millis(&field("99%")?)?,
     })
+}
+
+/// One GET on a fresh connection; the body.
+fn get_body(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    raw[raw.find("\r\n\r\n").expect("head") + 4..].to_string()
+}
+
+/// A sample without labels from `/metrics`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// (log bytes, trace bytes, traces written) once the writer has written at least `traces`.
+fn telemetry_counters(addr: SocketAddr, traces: f64) -> (f64, f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = get_body(addr, "/metrics", None);
+        let written = metric(&text, "codara_trace_events_written_total");
+        let queued = metric(&text, "codara_trace_queue_depth");
+        if (written >= traces && queued == 0.0) || Instant::now() > deadline {
+            return (
+                metric(&text, "codara_log_bytes_written_total"),
+                metric(&text, "codara_trace_bytes_written_total"),
+                written,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Process CPU time (user + system), for the in-process tracing cost.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// What tracing one management request costs, in this process: the request's context, an
+/// `auth` span, the user annotation, the root's end and its line handed to a running writer
+/// (whose CPU is counted too). Returns (wall per request on the request thread, process CPU per
+/// request, trace bytes per request).
+fn tracing_cost() -> (Duration, Duration, f64) {
+    let dir = temp_dir("tracing-cost");
+    codara::telemetry::start_tracing(true, dir.clone());
+    let (batches, batch): (u32, u32) = (50, 4000);
+    let n = batches * batch;
+    let (_, bytes0) = codara::telemetry::metrics::bytes_written();
+    let dropped0 = codara::telemetry::metrics::traces_dropped_total();
+    let cpu0 = cpu_time();
+    let mut wall = Duration::ZERO;
+    // In batches the writer can take (its queue holds 8192): a tight loop outruns any writer,
+    // and a dropped trace would cost the writer nothing. Waiting costs no CPU.
+    for _ in 0..batches {
+        let started = Instant::now();
+        for _ in 0..batch {
+            let context = codara::telemetry::Context::for_request(None, None);
+            context.enter(|| {
+                let span = codara::telemetry::span("auth");
+                codara::telemetry::annotate(codara::telemetry::Field::User, "operator");
+                drop(span);
+            });
+            context.finish_http("GET", Some("/management/v1/overview"), 200, true);
+        }
+        wall += started.elapsed();
+        while codara::telemetry::metrics::trace_queue_depth() > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    codara::telemetry::stop(Duration::from_secs(10));
+    let cpu = cpu_time() - cpu0;
+    let (_, bytes1) = codara::telemetry::metrics::bytes_written();
+    let dropped = codara::telemetry::metrics::traces_dropped_total() - dropped0;
+    assert_eq!(dropped, 0, "the in-process measurement dropped traces");
+    let _ = std::fs::remove_dir_all(&dir);
+    (wall / n, cpu / n, (bytes1 - bytes0) as f64 / f64::from(n))
+}
+
+/// Log + trace bytes per authenticated management GET: (log, trace) bytes per request.
+fn bytes_per_request(binary: &Path) -> (f64, f64) {
+    let dir = temp_dir("bytes");
+    let (server, _) = start(binary, &dir);
+    let token = login(server.addr);
+    let (log0, trace0, written0) = telemetry_counters(server.addr, 1.0);
+    let n = 2000;
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let request = format!(
+        "GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    for _ in 0..n {
+        writer.write_all(request.as_bytes()).expect("write");
+        assert_eq!(read_one(&mut reader), Some(200));
+    }
+    let (log1, trace1, _) = telemetry_counters(server.addr, written0 + n as f64);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    ((log1 - log0) / n as f64, (trace1 - trace0) / n as f64)
 }
 
 fn start(binary: &Path, dir: &Path) -> (Running, Duration) {
@@ -268,6 +394,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench --bench gateway -- --tracing-cost`: only the in-process tracing figure.
+    if std::env::args().any(|a| a == "--tracing-cost") {
+        let (wall, cpu, bytes) = tracing_cost();
+        println!(
+            "tracing per request: {:.2} us wall, {:.2} us CPU, {bytes:.0} trace bytes",
+            wall.as_secs_f64() * 1e6,
+            cpu.as_secs_f64() * 1e6
+        );
+        return;
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("codara benchmark (loopback, 2-core shared machine; method in benches/gateway.rs)");
     println!(
@@ -407,4 +543,75 @@ fn main() {
     drop(slow);
     let _ = std::fs::remove_dir_all(&with_delay);
     let _ = std::fs::remove_dir_all(&without_delay);
+
+    // Telemetry: what each request writes, and what tracing costs the management GET.
+    let (log_bytes, trace_bytes) = bytes_per_request(&binary);
+    println!("-- telemetry");
+    println!(
+        "{:<46} {:>11.0} B {:>12} {:>10}",
+        "  log + trace bytes per management GET",
+        log_bytes + trace_bytes,
+        "-",
+        "<= 512 B"
+    );
+    println!(
+        "{:<46} {:>11.0} B / {:.0} B",
+        "    of which log line / trace line", log_bytes, trace_bytes
+    );
+    let (wall, cpu, bytes) = tracing_cost();
+    println!(
+        "{:<46} {:>10.2} us {:>12} {:>10}",
+        "  tracing per request, in-process (wall)",
+        wall.as_secs_f64() * 1e6,
+        "-",
+        "-"
+    );
+    println!(
+        "{:<46} {:>10.2} us   ({bytes:.0} trace bytes each, writer thread included)",
+        "  tracing per request, process CPU",
+        cpu.as_secs_f64() * 1e6
+    );
+    let traced_dir = temp_dir("traced");
+    let untraced_dir = temp_dir("untraced");
+    std::fs::write(
+        untraced_dir.join("codara.toml"),
+        "[telemetry]\nenabled = false\n",
+    )
+    .expect("config");
+    let (traced, _) = start(&binary, &traced_dir);
+    let (untraced, _) = start(&binary, &untraced_dir);
+    let traced_token = login(traced.addr);
+    let untraced_token = login(untraced.addr);
+    println!("-- wrk --latency -d5s -c32, GET /management/v1/overview, alternating, 3 rounds");
+    println!("{:<46} {:>9} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
+    for round in 1..=3 {
+        for (label, addr, token) in [
+            (
+                "[telemetry].enabled = true (default)",
+                traced.addr,
+                &traced_token,
+            ),
+            (
+                "[telemetry].enabled = false",
+                untraced.addr,
+                &untraced_token,
+            ),
+        ] {
+            let Some(w) = wrk(addr, token, 32, 5) else {
+                println!("  wrk is not installed (apt-get install wrk); skipped");
+                return;
+            };
+            println!(
+                "{:<46} {:>9.0} {:>9.2} {:>9.2}",
+                format!("  #{round} {label}"),
+                w.rps,
+                w.p50_ms,
+                w.p99_ms
+            );
+        }
+    }
+    drop(traced);
+    drop(untraced);
+    let _ = std::fs::remove_dir_all(&traced_dir);
+    let _ = std::fs::remove_dir_all(&untraced_dir);
 }

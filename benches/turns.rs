@@ -19,6 +19,9 @@
 //!   wall-clock time it was printed; the client subtracts it from the time the SSE chunk arrived.
 //! - RSS of each warm process (its whole process group, from the overview) beside the figure the
 //!   reference measured for the CLI alone.
+//! - Telemetry per turn: the growth of `codara_log_bytes_written_total` +
+//!   `codara_trace_bytes_written_total` (read from `/metrics`) over the 9 resumed turns of each
+//!   provider, warm and exec, divided by 9, after each writer has written those turns' traces.
 //! - Growth: a client that resends its whole history each turn, 10 turns on one warm session;
 //!   the bytes of the model requests codex sent per turn, and how often the first prompt occurs
 //!   in the last request (1 = the CLI session holds each message once).
@@ -127,16 +130,14 @@ fn stream(
         }
         let arrived = std::time::SystemTime::now();
         seen.push_str(&String::from_utf8_lossy(&buf[..read]));
-        while let Some(end) = seen[scanned..].find("\n\n") {
-            let frame = &seen[scanned..scanned + end];
-            scanned += end + 2;
-            // Chunked transfer encoding puts size lines between frames.
-            let Some(data) = frame
-                .find("data: ")
-                .map(|at| frame[at + 6..].lines().next().unwrap_or_default())
-            else {
-                continue;
+        // Frames arrive in chunks (`<hex>\r\ndata: …\n\n\r\n`): find each `data: ` line.
+        while let Some(start) = seen[scanned..].find("data: ") {
+            let begin = scanned + start + 6;
+            let Some(end) = seen[begin..].find('\n') else {
+                break;
             };
+            let data = &seen[begin..begin + end];
+            scanned = begin + end;
             let content = serde_json::from_str::<Value>(data)
                 .ok()
                 .and_then(|v| {
@@ -217,6 +218,29 @@ fn resumed_turn(
     took
 }
 
+/// (log + trace bytes written, traces written) by `server` once its trace writer has written
+/// at least `traces` traces and has none queued.
+fn telemetry_bytes(server: &support::Server, traces: f64) -> (f64, f64) {
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = server.get("/metrics", None).text();
+        let written = metric(&text, "codara_trace_events_written_total");
+        if (written >= traces && metric(&text, "codara_trace_queue_depth") == 0.0)
+            || Instant::now() > deadline
+        {
+            let bytes = metric(&text, "codara_log_bytes_written_total")
+                + metric(&text, "codara_trace_bytes_written_total");
+            return (bytes, written);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -254,12 +278,16 @@ fn main() {
     }
     let (direct, gateway, unconfined) = (median(direct), median(gateway), median(unconfined));
 
-    // Warm vs exec: resumed turns per provider, interleaved.
+    // Warm vs exec: resumed turns per provider, interleaved; and the log + trace bytes each
+    // turn writes (every line logged meanwhile, the request's trace).
     let mut modes = Vec::new();
+    let mut turn_bytes = Vec::new();
     for provider in ["codex", "gemini", "opencode"] {
         let (mut warm_history, mut exec_history) = (Vec::new(), Vec::new());
         resumed_turn(&warm, &warm_token, provider, &mut warm_history, 0);
         resumed_turn(&exec, &exec_token, provider, &mut exec_history, 0);
+        let (warm_bytes, warm_traces) = telemetry_bytes(&warm, 0.0);
+        let (exec_bytes, exec_traces) = telemetry_bytes(&exec, 0.0);
         let (mut warm_times, mut exec_times) = (Vec::new(), Vec::new());
         for n in 1..=9 {
             warm_times.push(resumed_turn(
@@ -278,6 +306,13 @@ fn main() {
             ));
         }
         modes.push((provider, median(warm_times), median(exec_times)));
+        let warm_after = telemetry_bytes(&warm, warm_traces + 9.0).0;
+        let exec_after = telemetry_bytes(&exec, exec_traces + 9.0).0;
+        turn_bytes.push((
+            provider,
+            (warm_after - warm_bytes) / 9.0,
+            (exec_after - exec_bytes) / 9.0,
+        ));
     }
 
     // Time to the first streamed delta, warm.
@@ -427,6 +462,15 @@ fn main() {
             ms(*warm_time),
             "",
             target
+        );
+    }
+    for (provider, warm_bytes, exec_bytes) in &turn_bytes {
+        println!(
+            "{:<56} {:>7.0} B  (exec {:.0} B) {:>8}",
+            format!("  {provider}: log + trace bytes per resumed turn, warm"),
+            warm_bytes,
+            exec_bytes,
+            "<= 4096"
         );
     }
     for (provider, first, total) in &first_delta {

@@ -31,6 +31,21 @@ pub const ENV_NAMES: &[&str] = &[
     "CODARA_CONFIG",
 ];
 
+/// Whether a configuration sets a setting.
+pub type IsSet = fn(&Config) -> bool;
+
+/// Settings this build parses but does not act on, each with whether a configuration sets it.
+/// A list so that it shrinks as features land: remove an entry with the code that uses it.
+pub const INERT: &[(&str, IsSet)] = &[(
+    "[providers.<p>].auth_path / UAG_<P>_AUTH_PATH (credentials come from the account pool)",
+    |c| {
+        c.providers
+            .iter()
+            .iter()
+            .any(|(_, p)| p.auth_path.is_some())
+    },
+)];
+
 /// Host variables read to build child environments (never configuration).
 pub const HOST_ENV_NAMES: &[&str] = &["PATH", "HOME"];
 
@@ -381,21 +396,25 @@ impl Default for UsersConfig {
 pub struct LoggingConfig {
     /// error, warn, info, debug or trace.
     pub level: String,
-    /// JSON lines (true) or plain text (false) on stderr; the file is always JSON lines.
+    /// JSON lines on stderr even when it is a terminal (which otherwise gets a short line for a
+    /// person); stderr that is not a terminal, and the file, always get JSON lines.
     pub json: bool,
     /// Directory of `codara-YYYY-MM-DD.jsonl`; default `<data_dir>/logs`.
     pub root: Option<PathBuf>,
-    /// Days of log files to keep.
+    /// Days of log files to keep (0: all).
     pub retention_days: u32,
+    /// The size at which a day's log file is continued in `codara-YYYY-MM-DD.N.jsonl`.
+    pub max_bytes: u64,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             level: "info".to_string(),
-            json: true,
+            json: false,
             root: None,
             retention_days: 30,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -404,12 +423,17 @@ impl Default for LoggingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// Whether traces are written.
+    /// Whether traces are recorded and written.
     pub enabled: bool,
-    /// Directory of trace partitions; default `<data_dir>/traces`.
+    /// Directory of trace partitions (`events/YYYY/MM/DD/HH.jsonl`); default `<data_dir>/traces`.
     pub trace_root: Option<PathBuf>,
-    /// Days of trace partitions to keep.
+    /// Days of trace partitions to keep (0: all).
     pub trace_retention_days: u32,
+    /// `GET /metrics` without a token from loopback (a request that came through a proxy —
+    /// `Forwarded`, `X-Forwarded-For`, `X-Real-IP` — never counts as loopback). `false` asks
+    /// for the operator token there too: any local process, agents included, can reach
+    /// loopback.
+    pub metrics_loopback: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -418,6 +442,7 @@ impl Default for TelemetryConfig {
             enabled: true,
             trace_root: None,
             trace_retention_days: 30,
+            metrics_loopback: true,
         }
     }
 }
@@ -818,6 +843,17 @@ impl Config {
             .unwrap_or_else(|| self.storage.data_dir.join("traces"))
     }
 
+    /// The settings of [`INERT`] this configuration sets: parsed, but not acted on by this
+    /// build. Start-up warns about each and `codara doctor` lists them, so none is ignored
+    /// silently.
+    pub fn inert_settings(&self) -> Vec<&'static str> {
+        INERT
+            .iter()
+            .filter(|(_, set)| set(self))
+            .map(|(what, _)| *what)
+            .collect()
+    }
+
     fn fill_provider_defaults(&mut self) {
         self.providers.codex.fill_defaults(Provider::Codex);
         self.providers.gemini.fill_defaults(Provider::Gemini);
@@ -964,6 +1000,9 @@ impl Config {
                 "logging.level",
                 "must be one of error, warn, info, debug, trace",
             );
+        }
+        if self.logging.max_bytes < 1024 {
+            return fail("logging.max_bytes", "must be at least 1024");
         }
         if !matches!(
             self.channels.telegram.receive_mode.as_str(),
@@ -1337,6 +1376,35 @@ mod tests {
             "logging.level: must be one of",
         );
         check_error("[nonsense]\n", "unknown field `nonsense`");
+    }
+
+    #[test]
+    fn inert_settings_are_listed_when_set() {
+        let check = |toml: Option<&str>, env: &[(&str, &str)], expected: &[&str]| {
+            let config = load(toml, None, env).unwrap();
+            let got: Vec<&str> = config
+                .inert_settings()
+                .iter()
+                .map(|s| s.split(' ').next().unwrap())
+                .collect();
+            assert_eq!(got, expected, "{toml:?} {env:?}");
+        };
+        check(None, &[], &[]);
+        // Telegram and public_url are acted on (the channel, its webhooks): never inert.
+        check(
+            Some("[server]\npublic_url = \"https://x.example\"\n[channels.telegram]\nenabled = true\n"),
+            &[],
+            &[],
+        );
+        check(
+            None,
+            &[("UAG_GEMINI_AUTH_PATH", "/x/oauth.json")],
+            &["[providers.<p>].auth_path"],
+        );
+        check_error(
+            "[logging]\nmax_bytes = 10\n",
+            "logging.max_bytes: must be at least 1024",
+        );
     }
 
     #[test]

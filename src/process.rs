@@ -307,6 +307,13 @@ pub struct RunOutcome {
     pub stderr_tail: String,
     /// Wall time of the run.
     pub duration: Duration,
+    /// When the child was spawned (the start of `duration`).
+    pub spawned: Option<Instant>,
+    /// When its first stdout arrived.
+    pub first_output: Option<Instant>,
+    /// The watchdog had to SIGKILL it: it did not stop after SIGTERM (stall, timeout) or did
+    /// not exit after closing its pipes.
+    pub killed: bool,
 }
 
 const STDERR_TAIL_BYTES: usize = 16 * 1024;
@@ -394,6 +401,7 @@ pub fn run(
         prepare_pipe(pipe);
     }
     let mut watchdog = Watchdog::new(limits);
+    let mut first_output = None;
     let mut lines = Lines::default();
     let mut tail = Tail::default();
     let mut chunk = [0u8; 16 * 1024];
@@ -406,6 +414,7 @@ pub fn run(
             match read_available(pipe, &mut chunk) {
                 ReadResult::Data(n) => {
                     watchdog.saw_output();
+                    first_output.get_or_insert_with(Instant::now);
                     lines.push(&chunk[..n], on_line);
                 }
                 ReadResult::Eof => stdout = None,
@@ -433,6 +442,9 @@ pub fn run(
         timed_out: watchdog.timed_out,
         stderr_tail: tail.text(),
         duration: watchdog.started.elapsed(),
+        spawned: Some(watchdog.started),
+        first_output,
+        killed: watchdog.killed,
     })
 }
 
@@ -606,6 +618,8 @@ struct Watchdog {
     terminated_at: Option<Instant>,
     stalled: bool,
     timed_out: bool,
+    /// SIGKILL was needed.
+    killed: bool,
 }
 
 impl Watchdog {
@@ -619,6 +633,7 @@ impl Watchdog {
             terminated_at: None,
             stalled: false,
             timed_out: false,
+            killed: false,
         }
     }
 
@@ -637,11 +652,13 @@ impl Watchdog {
             .is_some_and(|t| now.duration_since(t) > PIPE_GRACE)
         {
             guard.signal(libc::SIGKILL);
+            self.killed = true;
             return Control::Stop;
         }
         match self.terminated_at {
             Some(sent) if now.duration_since(sent) > KILL_GRACE => {
                 guard.signal(libc::SIGKILL);
+                self.killed = true;
                 Control::Stop
             }
             Some(_) => Control::Continue,
@@ -687,6 +704,7 @@ impl Watchdog {
             }
             if Instant::now() > deadline {
                 guard.signal(libc::SIGKILL);
+                self.killed = true;
                 break guard.child.wait().ok();
             }
             let quiet = self.terminated_at.is_none() && self.exited_at.is_none();

@@ -35,6 +35,15 @@ impl Principal {
             if key_id != crate::api::management::playground::KEY_ID)
     }
 
+    /// Who the caller acts as in traces: `operator`, a user id, or nobody.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Principal::User { user, .. } => Some(&user.id),
+            Principal::Operator(_) => Some("operator"),
+            Principal::Anonymous => None,
+        }
+    }
+
     /// The audit actor for this caller.
     pub fn actor(&self) -> crate::audit::Actor {
         match self {
@@ -56,6 +65,15 @@ pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Prin
         // A channel route's secret is checked by its handler.
         return Ok(Principal::Anonymous);
     }
+    // `/metrics` from this host needs no credential (unless `[telemetry].metrics_loopback` is
+    // off); a credential that is sent is checked like any other.
+    if access == Access::OperatorOrLoopback
+        && request.bearer().is_none()
+        && app.config.telemetry.metrics_loopback
+        && request.is_direct_loopback()
+    {
+        return Ok(Principal::Anonymous);
+    }
     let bearer = request.bearer().ok_or_else(|| {
         Error::Unauthorized("missing credential: send Authorization: Bearer <token>".to_string())
     })?;
@@ -70,7 +88,7 @@ pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Prin
     if bearer.starts_with("uagk_") {
         let (user, key) =
             crate::users::authenticate(&app.store, bearer)?.ok_or_else(|| unknown("API key"))?;
-        if access == Access::Operator {
+        if matches!(access, Access::Operator | Access::OperatorOrLoopback) {
             return Err(Error::Forbidden(
                 "user API keys cannot use the management plane".to_string(),
             ));

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod health;
 pub mod management;
+pub mod metrics;
 pub mod openai;
 pub mod params;
 pub mod responses;

@@ -182,9 +182,11 @@ pub fn chat_completions(
         .unwrap_or(false);
     let (sender, mut stream) = crate::http::sse::channel_pair(KEEPALIVE);
     let app = Arc::clone(app);
+    // The turn's spans and log lines belong to this request's trace.
+    let context = crate::telemetry::current();
     let producer = std::thread::Builder::new()
         .name("turn-stream".into())
-        .spawn(move || {
+        .spawn(move || context.enter(|| {
             let _slot = slot;
             let chunk = |delta: Value, finish: Value| {
                 let mut chunk = json!({
@@ -234,7 +236,7 @@ pub fn chat_completions(
                 }
             }
             sender.done();
-        })
+        }))
         .map_err(|e| Error::io("thread spawn", e))?;
     stream.attach(producer);
     Ok(Response {

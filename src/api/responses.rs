@@ -133,11 +133,13 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
     let (sender, mut stream) = crate::http::sse::channel_pair(KEEPALIVE);
     let app = Arc::clone(app);
+    // The turn's spans and log lines belong to this request's trace.
+    let context = crate::telemetry::current();
     let producer = std::thread::Builder::new()
         .name("turn-stream".into())
         .spawn(move || {
             let _slot = slot;
-            stream_turn(&app, &turn, &creation, sender);
+            context.enter(|| stream_turn(&app, &turn, &creation, sender));
         })
         .map_err(|e| Error::io("thread spawn", e))?;
     stream.attach(producer);

@@ -15,10 +15,11 @@ use crate::store::sessions::Session;
 use crate::store::turns::Turn;
 use crate::store::usage::UsageRow;
 use crate::store::users::User;
+use crate::telemetry::query::{Found, LogLine, SpanRow, TraceDetail, TraceRow};
 use crate::workspace::inventory::{GitInfo, Workspace};
 use crate::workspace::projects::ProjectMeta;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A view as a JSON value (a view that cannot be rendered is a bug: 500).
 pub fn json<T: Serialize>(view: &T) -> Result<Value> {
@@ -902,5 +903,174 @@ mod tests {
         assert_eq!(value["key_id"], "uag_key_1");
         assert_eq!(value["prefix"], "uagk_live_abcd");
         assert!(value.get("key_hash").is_none());
+    }
+}
+
+/// A trace root, as the trace list and the explorer show it.
+#[derive(Debug, Serialize)]
+pub struct TraceRowView<'a> {
+    /// 32 hex digits.
+    pub trace_id: &'a str,
+    /// `METHOD /route/template`, or the root span's name.
+    pub name: &'a str,
+    /// The route template.
+    pub route: Option<&'a str>,
+    /// The request method.
+    pub method: Option<&'a str>,
+    /// `ok` or `error`.
+    pub status: &'a str,
+    /// The response status.
+    pub http_status: Option<u16>,
+    /// The provider of the turn it ran.
+    pub provider: Option<&'a str>,
+    /// `operator` or a user id.
+    pub user_id: Option<&'a str>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Duration.
+    pub duration_ms: f64,
+    /// Spans, the root included.
+    pub span_count: usize,
+}
+
+impl<'a> From<&'a TraceRow> for TraceRowView<'a> {
+    fn from(row: &'a TraceRow) -> Self {
+        TraceRowView {
+            trace_id: &row.trace_id,
+            name: &row.name,
+            route: row.route.as_deref(),
+            method: row.method.as_deref(),
+            status: &row.status,
+            http_status: row.http_status,
+            provider: row.provider.as_deref(),
+            user_id: row.user_id.as_deref(),
+            started_at: time(row.started_ms),
+            duration_ms: row.duration_ms,
+            span_count: row.span_count,
+        }
+    }
+}
+
+/// One span of a trace's timeline.
+#[derive(Debug, Serialize)]
+pub struct SpanView<'a> {
+    /// 16 hex digits.
+    pub span_id: &'a str,
+    /// The parent span.
+    pub parent_id: Option<&'a str>,
+    /// What it measured.
+    pub name: &'a str,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Start relative to the trace's start.
+    pub offset_ms: f64,
+    /// Duration.
+    pub duration_ms: f64,
+    /// `ok` or `error`.
+    pub status: &'a str,
+    /// Bounded attributes.
+    pub attributes: &'a Map<String, Value>,
+}
+
+impl<'a> From<&'a SpanRow> for SpanView<'a> {
+    fn from(span: &'a SpanRow) -> Self {
+        SpanView {
+            span_id: &span.span_id,
+            parent_id: span.parent_id.as_deref(),
+            name: &span.name,
+            started_at: time(span.started_ms),
+            offset_ms: span.offset_ms,
+            duration_ms: span.duration_ms,
+            status: &span.status,
+            attributes: &span.attributes,
+        }
+    }
+}
+
+/// One log line.
+#[derive(Debug, Serialize)]
+pub struct LogLineView<'a> {
+    /// RFC 3339, as logged.
+    pub ts: &'a str,
+    /// ERROR, WARN, INFO, DEBUG, TRACE.
+    pub level: &'a str,
+    /// The module that logged it.
+    pub target: &'a str,
+    /// The message.
+    pub message: &'a str,
+    /// The request it belongs to.
+    pub request_id: Option<&'a str>,
+    /// The trace it belongs to.
+    pub trace_id: Option<&'a str>,
+    /// The span that was current.
+    pub span: Option<&'a str>,
+    /// Key-values.
+    pub fields: &'a Map<String, Value>,
+}
+
+impl<'a> From<&'a LogLine> for LogLineView<'a> {
+    fn from(line: &'a LogLine) -> Self {
+        LogLineView {
+            ts: &line.ts,
+            level: &line.level,
+            target: &line.target,
+            message: &line.message,
+            request_id: line.request_id.as_deref(),
+            trace_id: line.trace_id.as_deref(),
+            span: line.span.as_deref(),
+            fields: &line.fields,
+        }
+    }
+}
+
+/// One trace's timeline: its root, spans in order, and its log lines.
+#[derive(Debug, Serialize)]
+pub struct TraceDetailView<'a> {
+    /// 32 hex digits.
+    pub trace_id: &'a str,
+    /// The root, as a list row.
+    pub root: TraceRowView<'a>,
+    /// Spans by start.
+    pub spans: Vec<SpanView<'a>>,
+    /// Log lines of the trace, oldest first.
+    pub logs: Vec<LogLineView<'a>>,
+}
+
+impl<'a> From<&'a TraceDetail> for TraceDetailView<'a> {
+    fn from(detail: &'a TraceDetail) -> Self {
+        TraceDetailView {
+            trace_id: &detail.root.trace_id,
+            root: TraceRowView::from(&detail.root),
+            spans: detail.spans.iter().map(SpanView::from).collect(),
+            logs: detail.logs.iter().map(LogLineView::from).collect(),
+        }
+    }
+}
+
+/// A result of the combined search: a trace root (`ts` is when it ended) or a log line.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FoundView<'a> {
+    /// A trace root.
+    Trace {
+        /// The row.
+        #[serde(flatten)]
+        row: TraceRowView<'a>,
+        /// RFC 3339: when it ended.
+        ts: String,
+    },
+    /// A log line.
+    Log(LogLineView<'a>),
+}
+
+impl<'a> From<&'a Found> for FoundView<'a> {
+    fn from(found: &'a Found) -> Self {
+        match found {
+            Found::Trace(row) => FoundView::Trace {
+                row: TraceRowView::from(row),
+                ts: time(row.end_ms),
+            },
+            Found::Log(line) => FoundView::Log(LogLineView::from(line)),
+        }
     }
 }

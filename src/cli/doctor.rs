@@ -64,6 +64,40 @@ fn warm_check(
     };
 }
 
+/// Where logs and traces go and for how long; a warning when the trace root cannot be a
+/// directory (traces would be dropped, and counted, but requests still served).
+fn telemetry_check(config: &Config) {
+    let logs = format!(
+        "logs {} ({} days, {} MiB per file)",
+        config.log_root().display(),
+        config.logging.retention_days,
+        config.logging.max_bytes / (1024 * 1024)
+    );
+    if !config.telemetry.enabled {
+        report(Level::Ok, "telemetry", &format!("{logs}; traces off"));
+        return;
+    }
+    let root = config.trace_root();
+    let blocked = root
+        .ancestors()
+        .find(|p| p.exists())
+        .is_some_and(|existing| !existing.is_dir());
+    let traces = format!(
+        "traces {} ({} days)",
+        root.display(),
+        config.telemetry.trace_retention_days
+    );
+    if blocked {
+        report(
+            Level::Warn,
+            "telemetry",
+            &format!("{logs}; {traces} is not a directory: traces will be dropped"),
+        );
+    } else {
+        report(Level::Ok, "telemetry", &format!("{logs}; {traces}"));
+    }
+}
+
 /// Runs every check and prints one line each.
 pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     if super::wants_help(&mut args, HELP) {
@@ -87,6 +121,15 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             return Ok(1);
         }
     };
+
+    for setting in config.inert_settings() {
+        report(
+            Level::Warn,
+            "config",
+            &format!("{setting} is set, but this build does not act on it: it is ignored"),
+        );
+    }
+    telemetry_check(&config);
 
     let data_dir = &config.storage.data_dir;
     match std::fs::metadata(data_dir) {

@@ -39,12 +39,19 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let data_dir = config.storage.data_dir.clone();
     datadir::ensure_private_dir(&data_dir)?;
     let _lock = datadir::InstanceLock::acquire(&data_dir)?;
-    crate::telemetry::init(
-        &config.logging.level,
-        config.logging.json,
-        Some(config.log_root()),
-        config.logging.retention_days,
-    );
+    crate::telemetry::init(&crate::telemetry::log::Settings {
+        level: config.logging.level.clone(),
+        json: config.logging.json,
+        root: Some(config.log_root()),
+        max_bytes: config.logging.max_bytes,
+    });
+    crate::telemetry::start_tracing(config.telemetry.enabled, config.trace_root());
+    crate::telemetry::start_pruner(crate::telemetry::retention::Retention {
+        log_root: config.log_root(),
+        log_days: config.logging.retention_days,
+        trace_root: config.trace_root(),
+        trace_days: config.telemetry.trace_retention_days,
+    });
     let (secret, secret_source) =
         datadir::operator_secret(config.secrets.operator_secret.as_deref(), &data_dir)?;
     let bind = (config.server.host.clone(), config.server.port);
@@ -108,6 +115,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     if !app.sandbox.enforced() {
         log::warn!("agent runs are not confined: {}", app.sandbox.describe());
     }
+    for setting in app.config.inert_settings() {
+        log::warn!("{setting} is configured, but this build does not act on it: it is ignored");
+    }
     let app = Arc::new(app);
     spawn_usage_refresher(&app);
     crate::telegram::start(&app)?;
@@ -117,6 +127,8 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     if let Some(reaper) = reaper {
         let _ = reaper.join();
     }
+    // Last: the lines of everything above reach their shards before the process exits.
+    crate::telemetry::stop(std::time::Duration::from_secs(2));
     served?;
     Ok(0)
 }

@@ -59,6 +59,7 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
             .map_err(|e| Error::io("thread spawn", e))?;
     }
 
+    crate::telemetry::metrics::init_routes(router::labels());
     let pools = Arc::new(Pools::start(&app));
     let intake: Pool<tiny_http::Request> = {
         let app = Arc::clone(&app);
@@ -71,6 +72,9 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
             Arc::new(move |raw| intake(&app, &pools, raw)),
         )
     };
+    crate::telemetry::metrics::register_pool("intake", intake.gauge());
+    crate::telemetry::metrics::register_pool("api", pools.api.gauge());
+    crate::telemetry::metrics::register_pool("turns", pools.turns.gauge());
 
     loop {
         let raw = match server.recv() {
@@ -152,13 +156,16 @@ struct Prepared {
     principal: Principal,
 }
 
-/// A request in flight: tiny_http's handle to answer it, the parsed request, its arrival, and
-/// whether its route logs successes at debug level only.
+/// A request in flight: tiny_http's handle to answer it, the parsed request, its arrival,
+/// whether its route logs successes at debug level only (and is not traced), the route it
+/// matched (its place in the route table, for the metrics) and its telemetry context.
 struct Exchange {
     raw: tiny_http::Request,
     request: Request,
     started: Instant,
     quiet: bool,
+    route: Option<usize>,
+    context: crate::telemetry::Context,
 }
 
 /// How an answer leaves the connection.
@@ -179,6 +186,7 @@ fn dispatch(pools: &Pools, intake: &Pool<tiny_http::Request>, raw: tiny_http::Re
                 "intake is full ({} bodies being read); answering 503",
                 intake.in_flight()
             );
+            crate::telemetry::metrics::rejected(intake.name());
             refuse(raw, &busy(intake));
         }
         return;
@@ -186,6 +194,7 @@ fn dispatch(pools: &Pools, intake: &Pool<tiny_http::Request>, raw: tiny_http::Re
     let pool = pools.for_request(raw.method().as_str(), raw.url());
     if let Err(Job::Received(raw)) = pool.try_submit(Job::Received(raw)) {
         log::warn!("{} pool is full; answering 503", pool.name());
+        crate::telemetry::metrics::rejected(pool.name());
         refuse(raw, &busy(pool));
     }
 }
@@ -201,8 +210,10 @@ fn busy<T: Send>(pool: &Pool<T>) -> Error {
 /// connection, without ever blocking: a client that does not read, or an earlier response still
 /// being written on the same connection, must not stall dispatch for everyone.
 fn refuse(raw: tiny_http::Request, error: &Error) {
-    let request_id = request_id_for(&raw);
+    let request_id = client_request_id(&raw).unwrap_or_else(|| crate::crypto::random_id("req_"));
     let plane = router::plane_of_url(raw.url());
+    let route = router::index_of_url(raw.method().as_str(), raw.url());
+    crate::telemetry::metrics::request(route, error.status(), Duration::ZERO);
     let response = Response::error(error, plane, &request_id).into_tiny(&request_id);
     if let Err(e) = raw.try_respond_and_close(response) {
         log::debug!("a refusal ({}) was not delivered: {e}", error.status());
@@ -215,18 +226,20 @@ fn refuse(raw: tiny_http::Request, error: &Error) {
 /// waits for the rest of the body.
 fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
     let mut exchange = Exchange::begin(raw);
-    let request_id = exchange.request.request_id.clone();
-    let prepared = crate::telemetry::with_request_id(&request_id, || {
+    let context = exchange.context.clone();
+    let prepared = context.enter(|| {
         guarded(|| {
-            let (endpoint, principal) = prepare(app, &mut exchange.request)?;
+            let (endpoint, principal) = prepare(app, &mut exchange.request, &mut exchange.route)?;
             let pool = pools.for_request(&exchange.request.method, exchange.raw.url());
             // No body is taken in that no worker could take on (a hint: workers may free up).
             if pool.is_full() {
+                crate::telemetry::metrics::rejected(pool.name());
                 return Err(busy(pool));
             }
             let server = &app.config.server;
             let length = exchange.raw.body_length().map(|n| n as u64);
             let deadline = Instant::now() + request::body_allowance(server, length);
+            let _span = crate::telemetry::span("read_body");
             exchange.request.body =
                 request::read_body(&mut exchange.raw, server.max_body_bytes, Some(deadline))?;
             Ok((endpoint, principal))
@@ -244,6 +257,7 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
     }));
     if let Err(Job::Prepared(prepared)) = pool.try_submit(job) {
         log::warn!("{} pool is full; answering 503", pool.name());
+        crate::telemetry::metrics::rejected(pool.name());
         // The body is in: the connection can stay.
         prepared.exchange.fail(&busy(pool), Ending::KeepAlive);
     }
@@ -255,10 +269,10 @@ fn work(app: &Arc<App>, job: Job) {
         Job::Prepared(prepared) => *prepared,
         Job::Received(raw) => {
             let mut exchange = Exchange::begin(raw);
-            let request_id = exchange.request.request_id.clone();
-            let prepared = crate::telemetry::with_request_id(&request_id, || {
+            let context = exchange.context.clone();
+            let prepared = context.enter(|| {
                 guarded(|| {
-                    let prepared = prepare(app, &mut exchange.request)?;
+                    let prepared = prepare(app, &mut exchange.request, &mut exchange.route)?;
                     // A declared body is at most 1 KiB and already in memory. Without one there
                     // is nothing to read (an upgrade request's reader is the raw stream).
                     if exchange.raw.body_length().is_some_and(|length| length > 0) {
@@ -282,7 +296,12 @@ fn work(app: &Arc<App>, job: Job) {
 }
 
 /// Routes, authenticates and admits a request: everything decided before its body is read.
-fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(&'static Endpoint, Principal)> {
+/// `route` learns the matched route even when authentication or admission then refuse.
+fn prepare(
+    app: &Arc<App>,
+    request: &mut Request,
+    route: &mut Option<usize>,
+) -> Result<(&'static Endpoint, Principal)> {
     let segments = request.segments();
     if segments
         .iter()
@@ -305,9 +324,23 @@ fn prepare(app: &Arc<App>, request: &mut Request) -> Result<(&'static Endpoint, 
         }
     };
     request.params = params;
-    let principal = crate::api::auth::authenticate(app, request, endpoint.access)?;
+    *route = router::index_of(endpoint);
+    let principal = {
+        let span = crate::telemetry::span("auth");
+        let principal = crate::api::auth::authenticate(app, request, endpoint.access);
+        match &principal {
+            Ok(principal) => {
+                if let Some(user) = principal.user_id() {
+                    crate::telemetry::annotate(crate::telemetry::Field::User, user);
+                }
+            }
+            Err(_) => span.fail(),
+        }
+        principal?
+    };
     if let Some(admit) = endpoint.admit {
-        request.admission = admit(app, &principal)?;
+        let span = crate::telemetry::span("admission");
+        request.admission = admit(app, &principal).inspect_err(|_| span.fail())?;
     }
     Ok((endpoint, principal))
 }
@@ -319,10 +352,9 @@ fn finish(app: &Arc<App>, prepared: Prepared) {
         endpoint,
         principal,
     } = prepared;
-    let request_id = exchange.request.request_id.clone();
-    let result = crate::telemetry::with_request_id(&request_id, || {
-        guarded(|| (endpoint.handler)(app, &exchange.request, &principal))
-    });
+    let context = exchange.context.clone();
+    let result =
+        context.enter(|| guarded(|| (endpoint.handler)(app, &exchange.request, &principal)));
     exchange.quiet = endpoint.quiet;
     match result {
         Ok(response) => exchange.deliver(response, Ending::KeepAlive),
@@ -339,7 +371,12 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 impl Exchange {
     /// Parses `raw` into a [`Request`] with its request id.
     fn begin(raw: tiny_http::Request) -> Exchange {
-        let request_id = request_id_for(&raw);
+        let traceparent = raw
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("traceparent"))
+            .map(|h| h.value.as_str());
+        let context = crate::telemetry::Context::for_request(client_request_id(&raw), traceparent);
         let mut request = Request::new(raw.method().as_str(), raw.url());
         request.headers = raw
             .headers()
@@ -352,35 +389,41 @@ impl Exchange {
             })
             .collect();
         request.remote_addr = raw.remote_addr().copied();
-        request.request_id = request_id;
+        request.request_id = context.request_id().to_string();
         Exchange {
             raw,
             request,
             started: Instant::now(),
             quiet: false,
+            route: None,
+            context,
         }
     }
 
     /// Answers `error` in the shape of the request's plane (500s are logged in full).
     fn fail(self, error: &Error, ending: Ending) {
         if error.is_internal() {
-            crate::telemetry::with_request_id(&self.request.request_id, || {
-                log::error!("{} {}: {error}", self.request.method, self.request.path)
-            });
+            self.context
+                .enter(|| log::error!("{} {}: {error}", self.request.method, self.request.path));
         }
         let plane = router::plane(&self.request.segments());
         let response = Response::error(error, plane, &self.request.request_id);
         self.deliver(response, ending);
     }
 
-    /// Sends `response` and logs the request.
-    fn deliver(self, response: Response, ending: Ending) {
+    /// Sends `response`, logs the request, counts it and ends its trace.
+    fn deliver(self, mut response: Response, ending: Ending) {
         let Exchange {
             raw,
             request,
             started,
             quiet,
+            route,
+            context,
         } = self;
+        if let Some(traceparent) = context.traceparent() {
+            response.headers.push(("traceparent".into(), traceparent));
+        }
         // A turn slot the handler did not take is freed before the client sees the answer, or
         // its next request could find the user still at `max_concurrency`.
         drop(request.admission.take_slot());
@@ -396,8 +439,10 @@ impl Exchange {
         } else {
             raw.respond(tiny)
         };
-        crate::telemetry::with_request_id(&request.request_id, || {
-            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        crate::telemetry::metrics::request(route, status, elapsed);
+        context.enter(|| {
+            let elapsed = elapsed.as_secs_f64() * 1000.0;
             if let Err(e) = sent {
                 log::info!(
                     "{} {} {status}: client went away: {e}",
@@ -419,11 +464,13 @@ impl Exchange {
                 );
             }
         });
+        let template = route.and_then(router::pattern_at);
+        context.finish_http(&request.method, template, status, !quiet);
     }
 }
 
-/// The client's `X-Request-Id` when it is short and plain, else a new `req_<12hex>`.
-fn request_id_for(raw: &tiny_http::Request) -> String {
+/// The client's `X-Request-Id` when it is short and plain.
+fn client_request_id(raw: &tiny_http::Request) -> Option<String> {
     raw.headers()
         .iter()
         .find(|h| h.field.equiv("X-Request-Id"))
@@ -436,7 +483,6 @@ fn request_id_for(raw: &tiny_http::Request) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| crate::crypto::random_id("req_"))
 }
 
 /// Sets SO_RCVTIMEO/SO_SNDTIMEO on the listener; Linux copies them to every accepted socket,

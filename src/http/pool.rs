@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 /// A bounded pool of named worker threads running one handler over submitted items.
 pub struct Pool<T: Send + 'static> {
     name: &'static str,
+    workers_count: usize,
     capacity: usize,
     in_flight: Arc<AtomicUsize>,
     // Shared with the stages that submit into this pool, so shutdown takes `&self`.
@@ -48,6 +49,7 @@ impl<T: Send + 'static> Pool<T> {
             .collect();
         Pool {
             name,
+            workers_count: size,
             capacity,
             in_flight,
             sender: RwLock::new(Some(sender)),
@@ -75,6 +77,15 @@ impl<T: Send + 'static> Pool<T> {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             returned.0
         })
+    }
+
+    /// The pool's load, read by the metrics at scrape time.
+    pub fn gauge(&self) -> crate::telemetry::metrics::PoolGauge {
+        crate::telemetry::metrics::PoolGauge {
+            in_flight: Arc::clone(&self.in_flight),
+            workers: self.workers_count,
+            capacity: self.capacity,
+        }
     }
 
     /// Items accepted and not yet finished.

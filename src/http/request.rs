@@ -155,6 +155,21 @@ impl Request {
             .unwrap_or_else(|| "unknown".to_string())
     }
 
+    /// Whether the peer is this host (a loopback address) and the request does not say it was
+    /// forwarded: a reverse proxy on the same host connects from loopback on behalf of anyone.
+    pub fn is_direct_loopback(&self) -> bool {
+        let loopback = self.remote_addr.is_some_and(|addr| match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        });
+        let forwarded = self.headers.iter().any(|(name, _)| {
+            matches!(name.as_str(), "forwarded" | "x-forwarded-for" | "x-real-ip")
+        });
+        loopback && !forwarded
+    }
+
     /// Parses the body as JSON into `T`, with a 400 that says what is wrong and where.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         if self.body.iter().all(u8::is_ascii_whitespace) {

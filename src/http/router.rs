@@ -9,7 +9,7 @@
 
 use crate::api::auth::Principal;
 use crate::api::management as m;
-use crate::api::{health, openai, responses, telegram, user};
+use crate::api::{health, metrics, openai, responses, telegram, user};
 use crate::app::App;
 use crate::error::Result;
 use crate::http::assets;
@@ -38,6 +38,9 @@ pub enum Access {
     /// No bearer: a channel's own secret, which the handler checks (Telegram's
     /// `X-Telegram-Bot-Api-Secret-Token`, compared in constant time).
     Channel,
+    /// The operator, or no credential from loopback without proxy headers (`/metrics`: a
+    /// local Prometheus needs no token; see `[telemetry].metrics_loopback`).
+    OperatorOrLoopback,
 }
 
 /// The worker pool a request runs on.
@@ -126,7 +129,7 @@ const fn delete(pattern: &'static str, handler: Handler, access: Access) -> Endp
     endpoint("DELETE", pattern, handler, access)
 }
 
-use Access::{Channel, Client, Operator, Public, User};
+use Access::{Channel, Client, Operator, OperatorOrLoopback, Public, User};
 
 /// Every route. No two patterns match the same path (a unit test checks it), so the order is
 /// for reading; a path's methods are listed in `Allow` in this order. One line per route: the
@@ -138,6 +141,8 @@ static ROUTES: &[Endpoint] = &[
     get("/healthz", health::healthz, Public).quiet(),
     get("/dashboard", assets::dashboard, Public),
     get("/dashboard/{*path}", assets::dashboard, Public).quiet(),
+    // Prometheus: the operator, or no credential from loopback; scrapes log quietly, untraced.
+    get("/metrics", metrics::get, OperatorOrLoopback).quiet(),
 
     // OpenAI-compatible plane. `chat/completions` and `POST responses` are turns (turns pool);
     // reading or deleting a stored response runs on the api pool.
@@ -209,7 +214,37 @@ static ROUTES: &[Endpoint] = &[
     // Chat channels (api pool): the update is stored and answered at once, its turn runs on
     // the bot's own threads.
     post("/channels/telegram/{bot}/webhook", telegram::webhook, Channel),
+    get("/management/v1/traces", m::observability::traces, Operator),
+    get("/management/v1/traces/{id}", m::observability::trace, Operator),
+    get("/management/v1/logs", m::observability::logs, Operator),
+    get("/management/v1/observability/search", m::observability::search, Operator),
 ];
+
+/// `(method, pattern)` of every route, in table order: the labels of the request metrics.
+pub fn labels() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ROUTES.iter().map(|e| (e.method, e.pattern))
+}
+
+/// The place of `endpoint` in the route table (what the request metrics are indexed by).
+pub fn index_of(endpoint: &Endpoint) -> Option<usize> {
+    ROUTES.iter().position(|e| std::ptr::eq(e, endpoint))
+}
+
+/// The pattern of the route at `index` of the table.
+pub fn pattern_at(index: usize) -> Option<&'static str> {
+    ROUTES.get(index).map(|e| e.pattern)
+}
+
+/// The route of a raw request target, for requests refused before they are parsed.
+pub fn index_of_url(method: &str, url: &str) -> Option<usize> {
+    let path = url.split('?').next().unwrap_or("");
+    let path = crate::http::request::percent_decode(path, false);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match route(method, &segments) {
+        Route::Found(endpoint, _) => index_of(endpoint),
+        Route::MethodNotAllowed(_) | Route::NotFound => None,
+    }
+}
 
 /// What a method and path resolve to.
 pub enum Route {
@@ -380,6 +415,11 @@ mod tests {
             "/management/v1/users/u1/channels/links/l1",
             "Operator id=u1 link_id=l1",
         );
+        check("GET", "/metrics", "OperatorOrLoopback");
+        check("GET", "/management/v1/traces", "Operator");
+        check("GET", "/management/v1/traces/abc", "Operator id=abc");
+        check("GET", "/management/v1/logs", "Operator");
+        check("GET", "/management/v1/observability/search", "Operator");
     }
 
     #[test]

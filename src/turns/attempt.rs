@@ -9,8 +9,9 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::process;
 use crate::providers::{Action, CommandSpec, Provider, RunSpec, TurnEvent, Usage};
+use crate::telemetry::{self, metrics, Attr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What one attempt sends: the prompt, the CLI session to resume, the attached images.
 #[derive(Debug, Clone)]
@@ -181,7 +182,9 @@ impl Outcome {
 }
 
 /// One attempt: through the owner's warm process when the provider is in warm mode and one is
-/// available, else one CLI run. Text is streamed to `sink` as the CLI emits it.
+/// available, else one CLI run. Text is streamed to `sink` as the CLI emits it. The attempt is
+/// an `attempt` span (mode, account) with the run's spans below it; stalls, timeouts and
+/// kills are counted per provider.
 pub(super) fn execute(
     app: &App,
     request: &TurnRequest,
@@ -190,14 +193,43 @@ pub(super) fn execute(
     account: Option<&crate::store::accounts::Account>,
     sink: &mut dyn Sink,
 ) -> Outcome {
+    let span = telemetry::span("attempt");
+    span.attr("resume", attempt.resume.is_some());
+    if let Some(account) = account {
+        span.attr("account", &account.id);
+    }
     let config = app.config.providers.get(request.provider);
+    let mut result = None;
     if config.mode == crate::config::RunMode::Warm {
         match warm(app, request, binary, attempt, account, sink) {
-            Ok(outcome) => return outcome,
-            Err(reason) => app.warm.note_fallback(request.provider, &reason),
+            Ok(outcome) => {
+                span.attr("mode", "warm");
+                result = Some(outcome);
+            }
+            Err(reason) => {
+                span.attr("fallback", &reason);
+                app.warm.note_fallback(request.provider, &reason);
+            }
         }
     }
-    exec(app, request, binary, attempt, account, sink)
+    let result = result.unwrap_or_else(|| {
+        span.attr("mode", "exec");
+        exec(app, request, binary, attempt, account, sink)
+    });
+    let provider = request.provider.name();
+    if result.process.stalled {
+        metrics::cli_stalled(provider);
+    }
+    if result.process.timed_out {
+        metrics::cli_timed_out(provider);
+    }
+    if result.process.killed {
+        metrics::cli_killed(provider);
+    }
+    if result.failed() {
+        span.fail();
+    }
+    result
 }
 
 /// An empty outcome with the provider's limits, for the error messages.
@@ -249,9 +281,20 @@ fn warm(
         account.map(|a| a.id.as_str()),
         request.owner.id(),
     );
-    let busy = app.warm.acquire(app, &key, &|| {
+    let handoff = Instant::now();
+    let launched = std::cell::Cell::new(false);
+    let acquired = app.warm.acquire(app, &key, &|| {
+        launched.set(true);
         launch(app, provider, &request.model, binary, account, &home, &zone)
-    })?;
+    });
+    telemetry::current_span().record(
+        "warm_handoff",
+        handoff,
+        Instant::now(),
+        acquired.is_err(),
+        vec![("started_process", Attr::Bool(launched.get()))],
+    );
+    let busy = acquired?;
     let agent = busy.agent();
     if let (Provider::Gemini, Some(id)) = (provider, attempt.resume.as_deref()) {
         if !agent.has_session(id)
@@ -274,7 +317,8 @@ fn warm(
     } else {
         config.sandbox
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let mut first_output = None;
     let ending = agent.turn(
         &crate::warm::Open {
             resume: attempt.resume.as_deref(),
@@ -293,9 +337,30 @@ fn warm(
             turn: seconds(config.turn_timeout()),
         },
         request.client_session_id.is_none(),
-        &mut |event| fold(&mut result, event, sink),
+        &mut |event| {
+            first_output.get_or_insert_with(Instant::now);
+            fold(&mut result, event, sink)
+        },
     );
     result.process.duration = started.elapsed();
+    let ending_name = match &ending {
+        crate::warm::Ending::Ended => "ended",
+        crate::warm::Ending::Stalled => "stalled",
+        crate::warm::Ending::TimedOut => "timed_out",
+        crate::warm::Ending::LostSession(_) => "lost_session",
+        crate::warm::Ending::Died(_) => "died",
+        crate::warm::Ending::Refused(_) => "refused",
+    };
+    let run = telemetry::current_span().record(
+        "cli_run",
+        started,
+        Instant::now(),
+        !matches!(ending, crate::warm::Ending::Ended),
+        vec![("ending", Attr::from(ending_name))],
+    );
+    if let Some(first) = first_output {
+        run.record("first_output", started, first, false, Vec::new());
+    }
     match ending {
         crate::warm::Ending::Ended => result.process.exit_code = Some(0),
         crate::warm::Ending::Stalled => result.process.stalled = true,
@@ -413,6 +478,7 @@ fn exec(
 ) -> Outcome {
     let config = app.config.providers.get(request.provider);
     let mut result = outcome_for(app, request.provider);
+    let prepared = Instant::now();
     let data_dir = &app.config.storage.data_dir;
     let home = crate::accounts::home(
         data_dir,
@@ -458,6 +524,7 @@ fn exec(
             }
         }
     }
+    record_exec_spans(prepared, outcome.as_ref().ok());
     match outcome {
         Ok(outcome) => result.process = outcome,
         Err(error) => {
@@ -478,6 +545,39 @@ fn exec(
         log::info!("{} warned: {warning}", request.provider);
     }
     result
+}
+
+/// The spans of one exec run, measured by the runner: `spawn` (home, credential, confinement,
+/// fork/exec), `cli_run` (spawn to exit, with how it ended) and `first_output` below it.
+fn record_exec_spans(prepared: Instant, outcome: Option<&process::RunOutcome>) {
+    let attempt = telemetry::current_span();
+    let Some((outcome, spawned)) = outcome.and_then(|o| Some((o, o.spawned?))) else {
+        attempt.record("spawn", prepared, Instant::now(), true, Vec::new());
+        return;
+    };
+    attempt.record("spawn", prepared, spawned, false, Vec::new());
+    let mut attrs = vec![
+        ("stalled", Attr::Bool(outcome.stalled)),
+        ("timed_out", Attr::Bool(outcome.timed_out)),
+        ("killed", Attr::Bool(outcome.killed)),
+    ];
+    if let Some(code) = outcome.exit_code {
+        attrs.push(("exit_code", Attr::from(code)));
+    }
+    if let Some(signal) = outcome.signal {
+        attrs.push(("signal", Attr::from(signal)));
+    }
+    let failed = outcome.exit_code != Some(0) || outcome.stalled || outcome.timed_out;
+    let run = attempt.record(
+        "cli_run",
+        spawned,
+        spawned + outcome.duration,
+        failed,
+        attrs,
+    );
+    if let Some(first) = outcome.first_output {
+        run.record("first_output", spawned, first, false, Vec::new());
+    }
 }
 
 /// The environment of a CLI process beyond its home variables: UTC, the private temp dir, the

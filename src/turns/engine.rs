@@ -16,8 +16,9 @@ use super::{output, persist, pool, OutputFormat, Sink, TurnOutcome, TurnRequest}
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::store;
+use crate::telemetry::{self, metrics, Field};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use super::admit::refuse_unconfined;
 
@@ -39,7 +40,93 @@ pub fn preflight(app: &App, request: &TurnRequest) -> Result<PathBuf> {
 
 /// Runs one turn. Lock conflicts, a missing CLI and a pool with no ready account are errors
 /// (nothing ran); a failed run is an outcome with `error` set, stored like any other turn.
+///
+/// The turn is a `turn` span of the current trace (a trace of its own when no request carries
+/// it), counted in the turn metrics by provider and outcome.
 pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<TurnOutcome> {
+    let _root = telemetry::trace::root("turn");
+    let span = telemetry::span("turn");
+    let provider = request.provider.name();
+    span.attr("provider", provider);
+    span.attr("model", &request.model);
+    span.attr(
+        "mode",
+        app.config.providers.get(request.provider).mode.as_str(),
+    );
+    span.attr("stateless", request.client_session_id.is_none());
+    telemetry::annotate(Field::Provider, provider);
+    telemetry::annotate(Field::User, request.owner.id());
+    let _active = metrics::turn_started();
+    let started = Instant::now();
+    let mut timed = FirstDelta {
+        sink,
+        started,
+        turn: span.handle(),
+        seen: false,
+    };
+    let result = run_turn(app, request, &mut timed);
+    let outcome = match &result {
+        Err(_) => "rejected",
+        Ok(outcome) => match outcome.error.as_ref().map(Error::code) {
+            None => "ok",
+            Some("cli_stalled") => "stalled",
+            Some("turn_timeout") => "timeout",
+            Some(_) => "error",
+        },
+    };
+    metrics::turn_finished(provider, outcome, started.elapsed());
+    span.attr("outcome", outcome);
+    match &result {
+        Ok(done) => {
+            span.attr("turn_id", &done.turn_id);
+            span.attr("resumed", done.resumed);
+            span.attr("files_changed", done.modified_files.len());
+            if done.error.is_some() {
+                span.fail();
+                // The client may have had its 200 already (a stream): the trace says it failed.
+                telemetry::mark_error();
+            }
+        }
+        Err(error) => {
+            span.attr("error", error.code());
+            span.fail();
+        }
+    }
+    log::info!(
+        provider = provider,
+        outcome = outcome,
+        turn_id = result.as_ref().map(|o| o.turn_id.as_str()).unwrap_or("");
+        "{provider} turn {outcome} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+/// Passes text on to the client's sink and records when the first piece went out.
+struct FirstDelta<'a> {
+    sink: &'a mut dyn Sink,
+    started: Instant,
+    turn: telemetry::SpanRef,
+    seen: bool,
+}
+
+impl Sink for FirstDelta<'_> {
+    fn text(&mut self, delta: &str) {
+        if !self.seen && !delta.is_empty() {
+            self.seen = true;
+            self.turn.record(
+                "first_delta",
+                self.started,
+                Instant::now(),
+                false,
+                Vec::new(),
+            );
+        }
+        self.sink.text(delta);
+    }
+}
+
+fn run_turn(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<TurnOutcome> {
     let binary = preflight(app, request)?;
     let key = request.session_key();
     let _locks = lock(app, request, key.as_deref())?;
@@ -50,9 +137,15 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
         None => None,
     };
     let plan = plan(request, stored.as_ref());
-    let tracker = Tracker::new(app, request)?;
     let attachments = attach(request, &plan)?;
-    let before = tracker.snapshot()?;
+    // The snapshot store is opened (made, on a workspace's first turn) as part of the snapshot.
+    let (tracker, before) = {
+        let span = telemetry::span("snapshot");
+        span.attr("phase", "before");
+        Tracker::new(app, request)
+            .and_then(|tracker| tracker.snapshot().map(|before| (tracker, before)))
+            .inspect_err(|_| span.fail())?
+    };
     let mut attempt = first_attempt(request, &plan, &attachments);
     let mut account = pool::choose_account(
         app,
@@ -137,6 +230,7 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
     let error = result.error(request.provider);
     let dirty = error.is_some() && (unknown || !modified_files.is_empty());
     let cli_session_id = result.session_id.clone().or_else(|| attempt.resume.clone());
+    let persist_span = telemetry::span("persist");
     let session_id = persist::store_outcome(
         app,
         persist::StoreInput {
@@ -157,7 +251,9 @@ pub fn run(app: &App, request: &TurnRequest, sink: &mut dyn Sink) -> Result<Turn
             account_id: account.as_ref().map(|a| a.id.as_str()),
             now: crate::clock::now_ms(),
         },
-    )?;
+    )
+    .inspect_err(|_| persist_span.fail())?;
+    drop(persist_span);
     Ok(TurnOutcome {
         turn_id,
         session_id,
@@ -179,6 +275,11 @@ fn next_is_fresh(attempt: &Attempt, result: &Outcome) -> bool {
 
 /// One turn at a time per session and per workspace; a 409 after `lock_timeout_seconds`.
 fn lock<'a>(app: &'a App, request: &TurnRequest, key: Option<&str>) -> Result<Vec<Guard<'a>>> {
+    let span = telemetry::span("lock_wait");
+    locks(app, request, key).inspect_err(|_| span.fail())
+}
+
+fn locks<'a>(app: &'a App, request: &TurnRequest, key: Option<&str>) -> Result<Vec<Guard<'a>>> {
     let timeout = Duration::from_secs(app.config.workspace.lock_timeout_seconds);
     let mut guards = Vec::new();
     if let Some(key) = key {
@@ -316,10 +417,21 @@ fn changes(
     before: &State,
     result: &mut Outcome,
 ) -> (State, Vec<crate::workspace::Change>, String, bool) {
-    match tracker
-        .snapshot()
-        .and_then(|after| tracker.diff(before, &after).map(|(c, d)| (after, c, d)))
-    {
+    let snapshot = || {
+        let span = telemetry::span("snapshot");
+        span.attr("phase", "after");
+        tracker.snapshot().inspect_err(|_| span.fail())
+    };
+    let diff = |after: State| {
+        let span = telemetry::span("diff");
+        let diffed = tracker.diff(before, &after).map(|(c, d)| (after, c, d));
+        match &diffed {
+            Ok((_, changes, _)) => span.attr("files", changes.len()),
+            Err(_) => span.fail(),
+        }
+        diffed
+    };
+    match snapshot().and_then(diff) {
         Ok((after, changes, diff)) => (after, changes, diff, false),
         Err(error) => {
             log::error!("recording the workspace after the turn failed: {error}");

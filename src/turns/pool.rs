@@ -27,10 +27,30 @@ pub(super) fn record_health(app: &App, account: &Account, result: &Outcome) -> b
 
 /// Picks the pool account for a codex turn (none when the pool is empty: the provider's default
 /// home is used). Moves the session's CLI state when the sticky account is not the one chosen.
+/// A `pool_select` span says which account and why.
 pub(super) fn choose_account(
     app: &App,
     request: &TurnRequest,
     sticky: Option<&str>,
+) -> Result<Option<Account>> {
+    let span = crate::telemetry::span("pool_select");
+    let chosen = select_account(app, request, sticky, &span);
+    match &chosen {
+        Ok(Some(account)) => span.attr("account", &account.id),
+        Ok(None) => span.attr("account", "none"),
+        Err(error) => {
+            span.attr("error", error.code());
+            span.fail();
+        }
+    }
+    chosen
+}
+
+fn select_account(
+    app: &App,
+    request: &TurnRequest,
+    sticky: Option<&str>,
+    span: &crate::telemetry::Span,
 ) -> Result<Option<Account>> {
     if request.provider != Provider::Codex {
         return Ok(None);
@@ -50,6 +70,7 @@ pub(super) fn choose_account(
             reason,
             migrate_from,
         } => {
+            span.attr("reason", reason.as_str());
             let account = accounts
                 .into_iter()
                 .find(|a| a.id == id)

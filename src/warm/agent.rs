@@ -215,6 +215,7 @@ impl Agent {
                             self.key.provider
                         );
                         self.peer.kill();
+                        crate::telemetry::metrics::cli_killed(self.key.provider.name());
                         return why;
                     }
                     None => {

@@ -49,6 +49,9 @@ const B_ONLY: &str = "401 403 404 2xx 403 403 401 401";
 /// A channel route: its own secret header is the credential, so every bearer (none sent the
 /// secret) is refused alike.
 const CHANNEL: &str = "401 401 401 401 401 401 401 401";
+/// `/metrics`: the operator, or no credential from loopback (the tests' address); a credential
+/// that is sent is checked.
+const METRICS: &str = "2xx 2xx 403 403 403 403 401 401";
 
 /// One row: method, path template (`{name}` filled from the fixture), body template, expectations.
 type Row = (
@@ -92,8 +95,13 @@ const MATRIX: &[Row] = &[
     ("DELETE", "/v1/user/keys/{b_key_revoke}", None, B_ONLY),
     ("POST", "/v1/user/keys/{a_key_rotate}/rotate", None, A_ONLY),
     ("POST", "/v1/user/keys/{b_key_rotate}/rotate", None, B_ONLY),
+    ("GET", "/metrics", None, METRICS),
     // Management plane.
     ("GET", "/management/v1/overview", None, OPERATOR),
+    ("GET", "/management/v1/traces", None, OPERATOR),
+    ("GET", "/management/v1/traces/{trace}", None, OPERATOR),
+    ("GET", "/management/v1/logs", None, OPERATOR),
+    ("GET", "/management/v1/observability/search", None, OPERATOR),
     ("GET", "/management/v1/version", None, OPERATOR),
     ("GET", "/management/v1/config", None, OPERATOR),
     ("GET", "/management/v1/providers/models", None, OPERATOR),
@@ -450,6 +458,22 @@ fn setup() -> Fixture {
     )
     .unwrap();
     drop(conn);
+
+    // A trace to read: the one of a request made now (its id is in `traceparent`), once the
+    // writer has it in its shard.
+    let traced = server.get("/management/v1/version", Some(&token));
+    let trace = traced.header("traceparent").unwrap()[3..35].to_string();
+    support::wait_until(
+        std::time::Duration::from_secs(10),
+        "the trace to read",
+        || {
+            server
+                .get(&format!("/management/v1/traces/{trace}"), Some(&token))
+                .status
+                == 200
+        },
+    );
+    ids.insert("trace", trace);
 
     let root = server.dir.join("workspaces");
     for dir in ["matrix-victim", "matrix-reset"] {

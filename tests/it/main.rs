@@ -14,6 +14,7 @@ mod http_shapes;
 mod isolation;
 mod lifecycle;
 mod mock_clis;
+mod observability;
 mod openai_fidelity;
 mod responses;
 mod smoke;

@@ -4,7 +4,7 @@ use crate::api::auth::Principal;
 use crate::api::params;
 use crate::api::wire::{self, AuditEntryView};
 use crate::app::App;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::store;
 use serde_json::json;
@@ -19,19 +19,6 @@ pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    let time = |name: &str| -> Result<Option<i64>> {
-        match request.query_param(name).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .or_else(|| crate::clock::parse_rfc3339(text))
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::bad_param(name, format!("`{name}` must be epoch ms or RFC 3339"))
-                }),
-        }
-    };
     let before_cursor = params::cursor(request)?;
     let filter = store::audit::Filter {
         text: param("q").or_else(|| param("search")),
@@ -39,8 +26,8 @@ pub fn search(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resu
         action: param("action"),
         target_type: param("target_type"),
         target_id: param("target_id"),
-        since: time("since")?,
-        until: time("until")?,
+        since: params::instant(request, "since")?,
+        until: params::instant(request, "until")?,
         before_cursor,
     };
     let rows = app

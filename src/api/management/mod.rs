@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod channels;
+pub mod observability;
 pub mod overview;
 pub mod playground;
 pub mod projects;
