@@ -18,7 +18,14 @@ fn user_suspend_unsuspend_and_delete_act_on_a_running_server_and_are_audited() {
     let dir = server.dir.clone();
     let (code, stdout, stderr) = cli(
         &dir,
-        &["user", "create", "--email", "ada@example.com", "--name", "Ada"],
+        &[
+            "user",
+            "create",
+            "--email",
+            "ada@example.com",
+            "--name",
+            "Ada",
+        ],
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     let id = stdout
@@ -36,7 +43,10 @@ fn user_suspend_unsuspend_and_delete_act_on_a_running_server_and_are_audited() {
 
     let (code, stdout, stderr) = cli(&dir, &["user", "suspend", &id]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("Suspended") && stdout.contains("suspended"), "{stdout}");
+    assert!(
+        stdout.contains("Suspended") && stdout.contains("suspended"),
+        "{stdout}"
+    );
     assert_eq!(me(), 403, "a suspended user's key is refused");
 
     let (code, stdout, stderr) = cli(&dir, &["user", "unsuspend", &id]);
@@ -47,7 +57,10 @@ fn user_suspend_unsuspend_and_delete_act_on_a_running_server_and_are_audited() {
     let (code, stdout, stderr) = cli(&dir, &["user", "list"]);
     assert_eq!(code, 0, "{stderr}");
     let header = stdout.lines().next().unwrap();
-    assert!(header.starts_with("ID") && header.contains("STATUS"), "{stdout}");
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS"),
+        "{stdout}"
+    );
     assert!(
         stdout
             .lines()
@@ -165,7 +178,11 @@ fn account_list_is_an_aligned_table_with_quota_cooldown_and_primary() {
             .iter()
             .enumerate()
             .map(|(i, &start)| {
-                let end = offsets.get(i + 1).copied().unwrap_or(row.len()).min(row.len());
+                let end = offsets
+                    .get(i + 1)
+                    .copied()
+                    .unwrap_or(row.len())
+                    .min(row.len());
                 assert!(
                     start == 0 || row.as_bytes()[start - 1] == b' ',
                     "a cell does not start under {}: {row:?}\n{stdout}",
