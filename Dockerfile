@@ -6,6 +6,7 @@
 # The builder cross-compiles on the build host's platform; images for linux/amd64 and
 # linux/arm64 (`docker buildx build --platform linux/arm64 .`) come from an amd64 build host.
 
+# Debian's Rust 1.96 (rustc-web) comes from bookworm-security, which the image's sources include.
 FROM --platform=$BUILDPLATFORM debian:bookworm AS builder
 ARG TARGETARCH
 WORKDIR /src

