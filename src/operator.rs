@@ -6,7 +6,7 @@
 
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::store::{operator_tokens, Store};
+use crate::store::{meta, operator_tokens, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -88,14 +88,25 @@ impl LoginThrottle {
     }
 }
 
-/// Checks `presented` against the operator secret and mints an access token.
+/// The operator secret a login checks against, and whether Codara generated it.
+pub struct Secret<'a> {
+    /// The secret in effect.
+    pub value: &'a str,
+    /// Generated into `operator.secret` (not configured): its first sign-in is recorded, after
+    /// which `serve` stops printing it.
+    pub generated: bool,
+}
+
+/// Checks `presented` against the operator secret and mints an access token. The first sign-in
+/// with a generated secret is recorded in `meta` in the same transaction as the token.
 pub fn login(
     store: &Store,
     throttle: &LoginThrottle,
-    operator_secret: &str,
+    secret: Secret<'_>,
     presented: Option<&str>,
     client_addr: &str,
 ) -> Result<IssuedToken> {
+    let operator_secret = secret.value;
     let now_ms = clock::now_ms();
     throttle.check(client_addr, now_ms)?;
     let presented = presented.map(str::trim).filter(|s| !s.is_empty());
@@ -118,9 +129,14 @@ pub fn login(
     let id = crate::crypto::random_id("otk_");
     let expires_at = now_ms + TOKEN_TTL_MS;
     let token_hash = crate::crypto::sha256_hex(token.as_bytes());
+    let secret_hash = crate::crypto::sha256_hex(operator_secret.as_bytes());
     store.write(|tx| {
         operator_tokens::delete_expired(tx, now_ms - 24 * 3600 * 1000)?;
-        operator_tokens::insert(tx, &id, &token_hash, now_ms, expires_at, Some(client_addr))
+        operator_tokens::insert(tx, &id, &token_hash, now_ms, expires_at, Some(client_addr))?;
+        if secret.generated && !secret_used(tx, &secret_hash)? {
+            meta::put(tx, meta::OPERATOR_SECRET_USED, secret_hash.as_bytes())?;
+        }
+        Ok(())
     })?;
     log::info!("operator logged in from {client_addr}; token {id}");
     Ok(IssuedToken {
@@ -128,6 +144,17 @@ pub fn login(
         id,
         expires_at,
     })
+}
+
+/// Whether the generated operator secret `secret` has signed in at least once (`serve` then
+/// prints only where it is kept).
+pub fn generated_secret_used(store: &Store, secret: &str) -> Result<bool> {
+    let secret_hash = crate::crypto::sha256_hex(secret.as_bytes());
+    store.read(|conn| secret_used(conn, &secret_hash))
+}
+
+fn secret_used(conn: &rusqlite::Connection, secret_hash: &str) -> Result<bool> {
+    Ok(meta::get(conn, meta::OPERATOR_SECRET_USED)?.as_deref() == Some(secret_hash.as_bytes()))
 }
 
 /// Resolves a bearer value to an operator credential: `None` when it is neither the secret nor

@@ -107,6 +107,18 @@ fn validate_fields(
     Ok(())
 }
 
+/// Checks a new user's fields without touching storage: what a command runs before it opens
+/// (and so creates) the database, so that bad input leaves nothing behind. [`create`] checks
+/// the same again.
+pub fn check_new(input: &NewUser) -> Result<()> {
+    validate_email(&input.email)?;
+    validate_fields(
+        Some(&input.display_name),
+        input.max_concurrency,
+        input.daily_token_budget,
+    )
+}
+
 /// Creates a user, provisions `<root>/<id>` (0700, git), and issues the first key. Nothing is left
 /// half-created: a duplicate email is a 409 before anything touches the disk, and the directory is
 /// removed again if the database write fails.
@@ -117,12 +129,8 @@ pub fn create(
     actor: &Actor,
     request_id: Option<&str>,
 ) -> Result<(User, IssuedKey)> {
+    check_new(&input)?;
     let email = validate_email(&input.email)?;
-    validate_fields(
-        Some(&input.display_name),
-        input.max_concurrency,
-        input.daily_token_budget,
-    )?;
     if store
         .read(|conn| store::users::find_by_email(conn, &email))?
         .is_some()

@@ -34,7 +34,12 @@ impl TestApp {
             provider.binary = dir.join("no-such-cli").display().to_string();
         }
         std::fs::create_dir_all(&config.workspace.root).expect("the workspaces root");
-        let app = App::open(config, "secret-for-tests".to_string()).expect("the app opens");
+        let app = App::open(
+            config,
+            "secret-for-tests".to_string(),
+            crate::datadir::SecretSource::Configured,
+        )
+        .expect("the app opens");
         TestApp {
             app: Arc::new(app),
             dir,

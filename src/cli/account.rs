@@ -42,7 +42,9 @@ Options:
 const LIST_HELP: &str = "\
 Usage: codara account list [--config FILE]
 
-Lists the pool: id, provider, auth type, status now, label, and the CLI-primary account.
+Lists the pool as a table: id, provider, status now, the used share of the 5-hour and weekly
+quota windows (`-` while unknown: never guessed), when a cooldown ends, whether the account is
+CLI-primary, and its label.
 ";
 
 const REMOVE_HELP: &str = "\
@@ -72,16 +74,32 @@ Stop the server first. With UAG_MASTER_KEY set, prints the new key to put there 
 rewriting master.key.
 ";
 
-fn open(overrides: &crate::config::Overrides) -> Result<(Config, Store, Vault)> {
-    let config = Config::load(overrides)?;
-    crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
-    let store = Store::open(&config.storage.database_path())?;
+/// The store and vault of `add` (input already checked): created when missing.
+fn open(config: &Config) -> Result<(Store, Vault)> {
+    let store = super::create_store(config)?;
+    let vault = open_vault(config, &store)?;
+    Ok((store, vault))
+}
+
+/// The vault, checked against the database (a wrong key stops here, not at the first use).
+fn open_vault(config: &Config, store: &Store) -> Result<Vault> {
     let vault = Vault::load(
         config.secrets.master_key.as_deref(),
         &config.storage.data_dir,
     )?;
-    vault.check_against(&store)?;
-    Ok((config, store, vault))
+    vault.check_against(store)?;
+    Ok(vault)
+}
+
+/// The database of a command that acts on existing accounts (`what` names them for the error
+/// when there is no database: nothing is created).
+fn existing(config: &Config, what: &str) -> Result<Store> {
+    super::existing_store(config)?.ok_or_else(|| super::no_database(config, what))
+}
+
+/// A quota window's used share: `37%`, or `-` while unknown.
+fn percent(used: Option<f64>) -> String {
+    used.map_or_else(|| "-".to_string(), |p| format!("{p:.0}%"))
 }
 
 /// Dispatches `codara account ...`.
@@ -126,7 +144,6 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             let credential = std::fs::read_to_string(&file).map_err(|e| {
                 Error::bad_param("credential_file", format!("{}: {e}", file.display()))
             })?;
-            let (_, store, vault) = open(&overrides)?;
             let input = crate::accounts::NewAccount {
                 id,
                 provider,
@@ -134,6 +151,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 label,
                 credential,
             };
+            crate::accounts::check_new(&input)?;
+            let config = Config::load(&overrides)?;
+            let (store, vault) = open(&config)?;
             let account = crate::accounts::add(&store, &vault, input, &Actor::Cli, None)?;
             outln!(
                 "Added account {} ({}), {}{}",
@@ -150,27 +170,52 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         }
         "list" => {
             super::finish(args)?;
-            let (_, store, _) = open(&overrides)?;
-            let now = crate::clock::now_ms();
-            let rows = store.read(|conn| crate::store::accounts::list(conn, None))?;
-            if rows.is_empty() {
+            let config = Config::load(&overrides)?;
+            let accounts = match super::existing_store(&config)? {
+                Some(store) => store.read(|conn| crate::store::accounts::list(conn, None))?,
+                None => Vec::new(),
+            };
+            if accounts.is_empty() {
                 outln!("No accounts in the pool.");
+                return Ok(0);
             }
-            for account in rows {
-                outln!(
-                    "{:<20} {:<8} {:<14} {:<12} {}{}",
-                    account.id,
-                    account.provider,
-                    account.auth_type,
-                    crate::accounts::effective_status(&account, now),
-                    account.label,
-                    if account.cli_primary {
-                        "  [primary]"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            let now = crate::clock::now_ms();
+            let rows: Vec<Vec<String>> = accounts
+                .into_iter()
+                .map(|account| {
+                    let status = crate::accounts::effective_status(&account, now);
+                    let cooldown = account
+                        .cooldown_until
+                        .filter(|until| {
+                            status == crate::store::accounts::AccountStatus::Cooldown
+                                && *until > now
+                        })
+                        .map_or_else(|| "-".to_string(), crate::clock::rfc3339);
+                    vec![
+                        account.id,
+                        account.provider,
+                        status.to_string(),
+                        percent(account.five_hour_used_percent),
+                        percent(account.weekly_used_percent),
+                        cooldown,
+                        if account.cli_primary { "yes" } else { "no" }.to_string(),
+                        account.label,
+                    ]
+                })
+                .collect();
+            super::print_table(
+                &[
+                    "ID",
+                    "PROVIDER",
+                    "STATUS",
+                    "5H USED",
+                    "WEEKLY USED",
+                    "COOLDOWN UNTIL",
+                    "PRIMARY",
+                    "LABEL",
+                ],
+                &rows,
+            );
             Ok(0)
         }
         "remove" | "primary" => {
@@ -178,7 +223,8 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 .free_from_str()
                 .map_err(|_| Error::bad_param("id", "ID is required"))?;
             super::finish(args)?;
-            let (config, store, _) = open(&overrides)?;
+            let config = Config::load(&overrides)?;
+            let store = existing(&config, &format!("no account {id}"))?;
             if sub == "remove" {
                 crate::accounts::remove(&store, &config.storage.data_dir, &id, &Actor::Cli, None)?;
                 outln!("Removed account {id}");
@@ -193,7 +239,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 .opt_free_from_str()
                 .map_err(|e| Error::bad_request(e.to_string()))?;
             super::finish(args)?;
-            let (config, store, vault) = open(&overrides)?;
+            let config = Config::load(&overrides)?;
+            let store = existing(&config, "no accounts to refresh")?;
+            let vault = open_vault(&config, &store)?;
             let reports =
                 crate::accounts::refresh_all(&store, &vault, &config.accounts, id.as_deref())?;
             let mut failed = false;
@@ -239,7 +287,7 @@ pub fn run_vault(mut args: pico_args::Arguments) -> Result<i32> {
     let config = Config::load(&overrides)?;
     let data_dir = config.storage.data_dir.clone();
     // The server keeps the key in memory: rotating under it would strand its credentials.
-    let _lock = crate::datadir::InstanceLock::acquire(&data_dir)?;
+    let _lock = crate::datadir::InstanceLock::acquire(&data_dir, None)?;
     let store = Store::open(&config.storage.database_path())?;
     let old = Vault::load(config.secrets.master_key.as_deref(), &data_dir)?;
     old.check_against(&store)?;

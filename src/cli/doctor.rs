@@ -10,8 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 const HELP: &str = "\
 Usage: codara doctor [--config FILE]
 
-Checks the configuration, the data directory, the database, the vault key and
-each provider CLI (found on PATH or at [providers.<p>].binary, and its version);
+Checks the configuration, that the configured port is free (or held by this
+data dir's own running server), the data directory, the database, the vault key,
+the sandbox (Landlock) and each provider CLI (found on PATH or at [providers.<p>].binary, and its version);
 in warm mode, starts each CLI's long-lived process once and shakes hands with it.
 Exit code 1 when a required check fails; missing CLIs are warnings.
 ";
@@ -95,6 +96,39 @@ fn telemetry_check(config: &Config) {
         );
     } else {
         report(Level::Ok, "telemetry", &format!("{logs}; {traces}"));
+    }
+}
+
+/// Whether `serve` could listen where the configuration says: the port is free, or it is taken
+/// by this data dir's own running server (its lock file records the address), or by something
+/// else (a failure: `serve` would stop at start-up). Binds and closes at once; creates nothing.
+fn port_check(config: &Config, running: Option<&crate::datadir::RunningServer>) -> (Level, String) {
+    let (host, port) = (config.server.host.as_str(), config.server.port);
+    if port == 0 {
+        return (
+            Level::Ok,
+            format!("{host}:0: any free port is chosen at start"),
+        );
+    }
+    match std::net::TcpListener::bind((host, port)) {
+        Ok(_) => (Level::Ok, format!("{host}:{port} is free")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match running {
+            Some(server) if server.listening.is_some_and(|a| a.port() == port) => (
+                Level::Ok,
+                format!(
+                    "{host}:{port} is in use by this data dir's running server (pid {})",
+                    server.pid
+                ),
+            ),
+            _ => (
+                Level::Fail,
+                format!(
+                    "{host}:{port} is in use by another process: `codara serve` would fail; \
+                     stop it or set [server].port (CODARA_PORT, --port)"
+                ),
+            ),
+        },
+        Err(e) => (Level::Fail, format!("cannot listen on {host}:{port}: {e}")),
     }
 }
 
@@ -204,16 +238,20 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         );
     }
 
-    let lock = data_dir.join("codara.lock");
-    if let Ok(pid) = std::fs::read_to_string(&lock) {
-        if !pid.trim().is_empty() && std::path::Path::new("/proc").join(pid.trim()).exists() {
-            report(
-                Level::Ok,
-                "server",
-                &format!("running (pid {})", pid.trim()),
-            );
-        }
+    let running = crate::datadir::running_server(data_dir);
+    if let Some(server) = &running {
+        let on = server
+            .listening
+            .map(|addr| format!(", listening on {addr}"))
+            .unwrap_or_default();
+        report(
+            Level::Ok,
+            "server",
+            &format!("running (pid {}{on})", server.pid),
+        );
     }
+    let (level, detail) = port_check(&config, running.as_ref());
+    healthy &= report(level, "port", &detail);
 
     let sandbox = match crate::sandbox::Sandbox::for_config(&config) {
         Ok(sandbox) => {

@@ -30,8 +30,9 @@ pub mod serve;
 pub mod user;
 pub mod version;
 
-use crate::config::Overrides;
+use crate::config::{Config, Overrides};
 use crate::error::Error;
+use crate::store::Store;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -159,5 +160,57 @@ fn finish(args: pico_args::Arguments) -> Result<(), Error> {
             "unexpected argument(s): {}",
             rest.join(" ")
         )))
+    }
+}
+
+/// Opens the database for a command that creates something, after its input was checked:
+/// the data dir (0700) and the database are created when missing.
+fn create_store(config: &Config) -> Result<Store, Error> {
+    crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
+    Store::open(&config.storage.database_path())
+}
+
+/// Opens the database for a command that reads or changes what exists: `None` when there is no
+/// database yet. Such a command has nothing to act on then, and must not create one.
+fn existing_store(config: &Config) -> Result<Option<Store>, Error> {
+    let path = config.storage.database_path();
+    if path.exists() {
+        Store::open(&path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The error of a command that names a row when there is no database at all.
+fn no_database(config: &Config, what: &str) -> Error {
+    Error::NotFound(format!(
+        "{what}: there is no database yet ({}); `codara serve` or a create command makes it",
+        config.storage.database_path().display()
+    ))
+}
+
+/// Prints `rows` under `header` in left-aligned columns two spaces apart, each as wide as its
+/// widest cell (ids and labels have no fixed width), without trailing spaces.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            text.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+        }
+        text.trim_end().to_string()
+    };
+    outln!("{}", line(&mut header.iter().copied()));
+    for row in rows {
+        outln!("{}", line(&mut row.iter().map(String::as_str)));
     }
 }

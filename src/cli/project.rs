@@ -9,7 +9,6 @@
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::Store;
 use crate::workspace::{inventory, ops, projects};
 use std::path::Path;
 
@@ -94,7 +93,7 @@ fn create(mut args: pico_args::Arguments) -> Result<i32> {
         projects::validate_provider(provider)?;
     }
     let config = Config::load(&overrides)?;
-    let store = open_store(&config)?;
+    let store = super::create_store(&config)?;
     let sandbox = crate::sandbox::Sandbox::for_config(&config)?;
     // This process's own locks: a server beside it keeps its locks in its own memory.
     let locks = crate::turns::locks::Locks::default();
@@ -177,8 +176,10 @@ fn info(mut args: pico_args::Arguments) -> Result<i32> {
         &config.host,
         &sandbox,
     );
-    let store = open_store(&config)?;
-    store.read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
+    // Reading: without a database there are no bound sessions, and none is created.
+    if let Some(store) = super::existing_store(&config)? {
+        store.read(|conn| inventory::count_sessions(conn, std::slice::from_mut(&mut record)))?;
+    }
     let meta = &project.meta;
     let git = &record.git;
     outln!("Name: {}", meta.name);
@@ -217,10 +218,4 @@ fn name_arg(args: &mut pico_args::Arguments) -> Result<String> {
     args.opt_free_from_str::<String>()
         .map_err(|e| Error::bad_param("name", e.to_string()))?
         .ok_or_else(|| Error::bad_param("name", "NAME is required; see `codara project --help`"))
-}
-
-/// Opens the database beside a possibly running server (no instance lock).
-fn open_store(config: &Config) -> Result<Store> {
-    crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
-    Store::open(&config.storage.database_path())
 }

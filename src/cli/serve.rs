@@ -1,4 +1,6 @@
-//! `codara serve`: take the data-dir lock, open storage and the vault, bind, print, serve.
+//! `codara serve`: bind the port, then take the data-dir lock, open storage and the vault,
+//! print the banner, serve. Binding comes first so that a start that cannot listen creates
+//! nothing.
 
 use crate::app::App;
 use crate::config::Config;
@@ -37,8 +39,14 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     let config = Config::load(&overrides)?;
     crate::telegram::check(&config)?;
     let data_dir = config.storage.data_dir.clone();
+    // The port first: a start that cannot listen must leave nothing behind (no data dir, no
+    // secret that would then never be printed, no database, no admin user).
+    let listener = bind(&config)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("listener", e))?;
     datadir::ensure_private_dir(&data_dir)?;
-    let _lock = datadir::InstanceLock::acquire(&data_dir)?;
+    let _lock = datadir::InstanceLock::acquire(&data_dir, Some(local))?;
     crate::telemetry::init(&crate::telemetry::log::Settings {
         level: config.logging.level.clone(),
         json: config.logging.json,
@@ -54,18 +62,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     });
     let (secret, secret_source) =
         datadir::operator_secret(config.secrets.operator_secret.as_deref(), &data_dir)?;
-    let bind = (config.server.host.clone(), config.server.port);
-    let app = App::open(config, secret)?;
+    let app = App::open(config, secret, secret_source)?;
     crate::users::ensure_dashboard_admin(&app.store, &app.config)?;
     recover_from_crash(&app)?;
-    let listener =
-        TcpListener::bind((bind.0.as_str(), bind.1)).map_err(|e| Error::Unavailable {
-            code: "bind_failed",
-            message: format!("cannot listen on {}:{}: {e}", bind.0, bind.1),
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io("listener", e))?;
 
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "Codara {} listening on http://{local}", crate::VERSION);
@@ -83,21 +82,29 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             }
         );
     }
-    match &secret_source {
-        SecretSource::Generated(path) => {
-            let _ = writeln!(
-                out,
-                "Operator secret (generated; shown only this once): {}",
-                app.operator_secret
-            );
-            let _ = writeln!(
-                out,
-                "  kept in {} — set API_TOKEN to use your own",
-                path.display()
-            );
-        }
-        SecretSource::File(path) => {
-            let _ = writeln!(out, "Operator secret: kept in {}", path.display());
+    match &app.operator_secret_source {
+        SecretSource::Generated(path) | SecretSource::File(path) => {
+            if crate::operator::generated_secret_used(&app.store, &app.operator_secret)? {
+                let _ = writeln!(
+                    out,
+                    "Operator secret: kept in {} (read it there; set API_TOKEN to use your own)",
+                    path.display()
+                );
+            } else {
+                // Printed on every start until it signs in once: a first start whose output
+                // nobody saw (a service manager, a closed terminal) must not lose it.
+                let _ = writeln!(
+                    out,
+                    "Operator secret (generated; shown until it is used to sign in): {}",
+                    app.operator_secret
+                );
+                let _ = writeln!(
+                    out,
+                    "  kept in {} — sign in with it (POST /management/v1/auth/token or the \
+                     dashboard), or set API_TOKEN to use your own",
+                    path.display()
+                );
+            }
         }
         SecretSource::Configured => {
             let _ = writeln!(out, "Operator secret: from API_TOKEN");
@@ -131,6 +138,34 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     crate::telemetry::stop(std::time::Duration::from_secs(2));
     served?;
     Ok(0)
+}
+
+/// Binds the configured address. When it is taken, says whether by this data dir's own server
+/// (read from its lock file, without creating anything) or by another process.
+fn bind(config: &Config) -> Result<TcpListener> {
+    let (host, port) = (config.server.host.as_str(), config.server.port);
+    TcpListener::bind((host, port)).map_err(|e| {
+        let holder = match datadir::running_server(&config.storage.data_dir) {
+            Some(server)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && server.listening.is_some_and(|a| a.port() == port) =>
+            {
+                format!(
+                    " (this data dir's codara serve, pid {}, is already listening there)",
+                    server.pid
+                )
+            }
+            _ if e.kind() == std::io::ErrorKind::AddrInUse => {
+                " (another process has it: stop it, or set [server].port / CODARA_PORT / --port)"
+                    .to_string()
+            }
+            _ => String::new(),
+        };
+        Error::Unavailable {
+            code: "bind_failed",
+            message: format!("cannot listen on {host}:{port}: {e}{holder}"),
+        }
+    })
 }
 
 /// After a crash or kill -9: kills the CLI process groups the previous run left (their pgids are

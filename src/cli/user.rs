@@ -1,4 +1,7 @@
-//! `codara user create|list|rotate-key`: works on the data dir directly, beside a running server.
+//! `codara user create|list|rotate-key|suspend|unsuspend|delete`: works on the data dir
+//! directly, beside a running server, through the same `users` functions as the management API
+//! (so every change is audited, with the CLI as the actor). Input is checked before storage is
+//! opened, and only `create` creates the database: a refused command leaves nothing behind.
 
 use crate::audit::Actor;
 use crate::config::Config;
@@ -10,10 +13,34 @@ Usage:
   codara user create --email EMAIL --name NAME [--max-concurrency N] [--config FILE]
   codara user list [--config FILE]
   codara user rotate-key USER_ID [KEY_ID] [--config FILE]
+  codara user suspend USER_ID [--config FILE]
+  codara user unsuspend USER_ID [--config FILE]
+  codara user delete USER_ID [--config FILE]
 
 create prints the new user's first API key once; rotate-key revokes the key (default: the
 newest active one) and prints its replacement once. Works while a server runs (SQLite WAL).
 Run `codara user <command> --help` for details.
+";
+
+const SUSPEND_HELP: &str = "\
+Usage: codara user suspend USER_ID [--config FILE]
+
+Suspends the user: their keys get 403 until `codara user unsuspend`. Sessions, keys and files
+are kept. Audited as user.suspended.
+";
+
+const UNSUSPEND_HELP: &str = "\
+Usage: codara user unsuspend USER_ID [--config FILE]
+
+Makes a suspended user active again. A deleted user cannot be reactivated. Audited as
+user.unsuspended.
+";
+
+const DELETE_HELP: &str = "\
+Usage: codara user delete USER_ID [--config FILE]
+
+Deletes the user: status deleted, every API key revoked, every session ended (files are kept).
+It cannot be undone. Audited as user.deleted.
 ";
 
 const CREATE_HELP: &str = "\
@@ -32,7 +59,7 @@ Options:
 const LIST_HELP: &str = "\
 Usage: codara user list [--config FILE]
 
-Lists every user: id, status, email, name.
+Lists every user in a table: id, status, email, name.
 ";
 
 const ROTATE_HELP: &str = "\
@@ -51,6 +78,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         Some("create") => CREATE_HELP,
         Some("list") => LIST_HELP,
         Some("rotate-key") => ROTATE_HELP,
+        Some("suspend") => SUSPEND_HELP,
+        Some("unsuspend") => UNSUSPEND_HELP,
+        Some("delete") => DELETE_HELP,
         _ => HELP,
     };
     if super::wants_help(&mut args, help) {
@@ -73,13 +103,15 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 .opt_value_from_str("--max-concurrency")
                 .map_err(|e| Error::bad_request(e.to_string()))?;
             super::finish(args)?;
-            let (config, store) = open(&overrides)?;
             let input = crate::users::NewUser {
                 email,
                 display_name: name,
                 max_concurrency: max,
                 ..Default::default()
             };
+            crate::users::check_new(&input)?;
+            let config = Config::load(&overrides)?;
+            let store = super::create_store(&config)?;
             let (user, issued) = crate::users::create(&store, &config, input, &Actor::Cli, None)?;
             outln!("Created user {} <{}>", user.id, user.email);
             outln!("Workspace: {}", user.workspace_path);
@@ -88,20 +120,27 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         }
         Some("list") => {
             super::finish(args)?;
-            let (_, store) = open(&overrides)?;
-            let users = store.read(|conn| crate::store::users::list(conn, 10_000, None))?;
+            let config = Config::load(&overrides)?;
+            let users = match super::existing_store(&config)? {
+                Some(store) => store.read(|conn| crate::store::users::list(conn, 10_000, None))?,
+                None => Vec::new(),
+            };
             if users.is_empty() {
                 outln!("No users.");
+                return Ok(0);
             }
-            for user in users {
-                outln!(
-                    "{:<22} {:<10} {:<32} {}",
-                    user.id,
-                    user.status,
-                    user.email,
-                    user.display_name
-                );
-            }
+            let rows: Vec<Vec<String>> = users
+                .into_iter()
+                .map(|user| {
+                    vec![
+                        user.id,
+                        user.status.to_string(),
+                        user.email,
+                        user.display_name,
+                    ]
+                })
+                .collect();
+            super::print_table(&["ID", "STATUS", "EMAIL", "NAME"], &rows);
             Ok(0)
         }
         Some("rotate-key") => {
@@ -112,7 +151,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                 .opt_free_from_str()
                 .map_err(|e| Error::bad_request(e.to_string()))?;
             super::finish(args)?;
-            let (_, store) = open(&overrides)?;
+            let store = existing(&overrides, &user_id)?;
             crate::users::get(&store, &user_id)?;
             let key_id = match key_id {
                 Some(id) => id,
@@ -131,6 +170,34 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             );
             Ok(0)
         }
+        Some(sub @ ("suspend" | "unsuspend" | "delete")) => {
+            let user_id: String = args
+                .free_from_str()
+                .map_err(|_| Error::bad_param("user_id", "USER_ID is required"))?;
+            super::finish(args)?;
+            let store = existing(&overrides, &user_id)?;
+            let (user, done) = match sub {
+                "suspend" => (
+                    crate::users::set_suspended(&store, &user_id, true, &Actor::Cli, None)?,
+                    "Suspended",
+                ),
+                "unsuspend" => (
+                    crate::users::set_suspended(&store, &user_id, false, &Actor::Cli, None)?,
+                    "Reactivated",
+                ),
+                _ => (
+                    crate::users::delete(&store, &user_id, &Actor::Cli, None)?,
+                    "Deleted (keys revoked, sessions ended, files kept)",
+                ),
+            };
+            outln!(
+                "{done}: user {} <{}>, status {}",
+                user.id,
+                user.email,
+                user.status
+            );
+            Ok(0)
+        }
         Some(other) => Err(Error::bad_request(format!(
             "unknown user command `{other}`; see `codara user --help`"
         ))),
@@ -138,9 +205,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     }
 }
 
-fn open(overrides: &crate::config::Overrides) -> Result<(Config, Store)> {
+/// The database of a command that acts on user `user_id`; without one there is no such user.
+fn existing(overrides: &crate::config::Overrides, user_id: &str) -> Result<Store> {
     let config = Config::load(overrides)?;
-    crate::datadir::ensure_private_dir(&config.storage.data_dir)?;
-    let store = Store::open(&config.storage.database_path())?;
-    Ok((config, store))
+    super::existing_store(&config)?
+        .ok_or_else(|| super::no_database(&config, &format!("no user {user_id}")))
 }

@@ -232,7 +232,7 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
             let (endpoint, principal) = prepare(app, &mut exchange.request, &mut exchange.route)?;
             let pool = pools.for_request(&exchange.request.method, exchange.raw.url());
             // No body is taken in that no worker could take on (a hint: workers may free up).
-            if pool.is_full() {
+            if !pool.has_room_within(ROOM_GRACE) {
                 crate::telemetry::metrics::rejected(pool.name());
                 return Err(busy(pool));
             }
@@ -255,6 +255,7 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
         endpoint,
         principal,
     }));
+    pool.has_room_within(ROOM_GRACE);
     if let Err(Job::Prepared(prepared)) = pool.try_submit(job) {
         log::warn!("{} pool is full; answering 503", pool.name());
         crate::telemetry::metrics::rejected(pool.name());
@@ -262,6 +263,10 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
         prepared.exchange.fail(&busy(pool), Ending::KeepAlive);
     }
 }
+
+/// How long a request whose body is being read (on an intake thread) waits for a worker that
+/// is finishing its previous answer before it is refused as busy.
+const ROOM_GRACE: Duration = Duration::from_millis(100);
 
 /// Runs a job on an api or turns worker.
 fn work(app: &Arc<App>, job: Job) {

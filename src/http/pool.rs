@@ -98,6 +98,20 @@ impl<T: Send + 'static> Pool<T> {
         self.in_flight() >= self.capacity
     }
 
+    /// Whether there is room now or within `grace`: a worker that has just answered is still
+    /// finishing (its trace, its log line) when the same client's next request can arrive, and
+    /// that overlap must not look like a full pool. Call only from a thread that may wait.
+    pub fn has_room_within(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        while self.is_full() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Stops taking items and waits up to `grace` for running ones; returns how many still run.
     pub fn shutdown(&self, grace: Duration) -> usize {
         *self.sender.write().unwrap_or_else(|p| p.into_inner()) = None;

@@ -8,6 +8,11 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// The key of the vault check value: a known plaintext sealed with the master key.
 pub const VAULT_CHECK: &str = "vault_check";
+/// The SHA-256 of a generated operator secret once it has signed in (`POST /auth/token`): from
+/// then on `serve` prints only where the secret is kept. A hash, so that a secret generated anew
+/// (the file deleted) is printed again; the secret has 238 random bits, so its hash gives
+/// nothing away.
+pub const OPERATOR_SECRET_USED: &str = "operator_secret_used";
 
 /// Reads one value.
 pub fn get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {

@@ -455,7 +455,12 @@ mod tests {
         config.storage.data_dir = dir.join("data");
         config.workspace.root = dir.join("workspaces");
         config.host.path = "/usr/bin:/bin".to_string();
-        App::open(config, "secret-for-tests".to_string()).unwrap()
+        App::open(
+            config,
+            "secret-for-tests".to_string(),
+            crate::datadir::SecretSource::Configured,
+        )
+        .unwrap()
     }
 
     fn request(via_user_key: bool) -> TurnRequest {
@@ -499,7 +504,12 @@ mod tests {
         config.workspace.root = dir.join("workspaces");
         config.host.path = "/usr/bin:/bin".to_string();
         config.providers.codex.binary = fake_codex(&dir).display().to_string();
-        let app = App::open(config, "secret-for-tests".to_string()).unwrap();
+        let app = App::open(
+            config,
+            "secret-for-tests".to_string(),
+            crate::datadir::SecretSource::Configured,
+        )
+        .unwrap();
         crate::accounts::add(
             &app.store,
             &app.vault,

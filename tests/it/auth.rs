@@ -232,7 +232,7 @@ fn a_garbage_bearer_gets_a_bearer_challenge() {
 }
 
 #[test]
-fn a_generated_secret_is_printed_once_stored_privately_and_never_logged() {
+fn a_generated_secret_is_printed_until_it_signs_in_stored_privately_and_never_logged() {
     let server = support::server().env("API_TOKEN", None).start();
     let line = server
         .stdout
@@ -264,7 +264,10 @@ fn a_generated_secret_is_printed_once_stored_privately_and_never_logged() {
     let mut server = support::server().dir(&dir).env("API_TOKEN", None).start();
     let printed = server.stdout.join("\n");
     assert!(!printed.contains("generated"), "{printed}");
-    assert!(!printed.contains(&secret), "the secret is shown only once");
+    assert!(
+        !printed.contains(&secret),
+        "not shown again after it signed in"
+    );
     assert!(printed.contains("kept in"), "{printed}");
     let response = exchange(&server, &format!(r#"{{"operator_secret":"{secret}"}}"#));
     assert_eq!(response.status, 200, "{}", response.text());

@@ -27,7 +27,10 @@ pub fn token(app: &Arc<App>, request: &Request, _principal: &Principal) -> Resul
     let result = crate::operator::login(
         &app.store,
         &app.login_throttle,
-        &app.operator_secret,
+        crate::operator::Secret {
+            value: &app.operator_secret,
+            generated: app.operator_secret_source != crate::datadir::SecretSource::Configured,
+        },
         presented.as_deref(),
         &client,
     );
