@@ -80,8 +80,11 @@ bench: clis sdk
 		apt-get install -y -q wrk >/dev/null; } || \
 		echo "bench: wrk is not installed (apt-get install wrk); its figures are skipped"
 	$(CARGO) build --release
+	@mkdir -p target && rm -f target/bench-summary.tsv
 	$(CARGO) bench --bench gateway
 	$(CARGO) bench --bench turns
+	@echo; echo "== codara bench summary ($$(date -u +%F), $$(nproc) cores, $$(uname -m)) =="
+	@scripts/bench-table.sh
 
 install: $(if $(filter target/release/codara,$(INSTALL_BIN)),release)
 	install -Dm755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/codara

@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::row;
+
 const SECRET: &str = "bench-operator-secret-0123456789";
 
 /// The binaries to measure: the release build, and the static musl build when `make static` made one.
@@ -154,11 +157,11 @@ fn cpu_time() -> Duration {
 /// request, trace bytes per request).
 fn tracing_cost() -> (Duration, Duration, f64) {
     let dir = temp_dir("tracing-cost");
-    codara::telemetry::start_tracing(true, dir.clone());
+    codara::testing::start_tracing(true, dir.clone());
     let (batches, batch): (u32, u32) = (50, 4000);
     let n = batches * batch;
-    let (_, bytes0) = codara::telemetry::metrics::bytes_written();
-    let dropped0 = codara::telemetry::metrics::traces_dropped_total();
+    let (_, bytes0) = codara::testing::metrics::bytes_written();
+    let dropped0 = codara::testing::metrics::traces_dropped_total();
     let cpu0 = cpu_time();
     let mut wall = Duration::ZERO;
     // In batches the writer can take (its queue holds 8192): a tight loop outruns any writer,
@@ -166,23 +169,23 @@ fn tracing_cost() -> (Duration, Duration, f64) {
     for _ in 0..batches {
         let started = Instant::now();
         for _ in 0..batch {
-            let context = codara::telemetry::Context::for_request(None, None);
+            let context = codara::testing::Context::for_request(None, None);
             context.enter(|| {
-                let span = codara::telemetry::span("auth");
-                codara::telemetry::annotate(codara::telemetry::Field::User, "operator");
+                let span = codara::testing::span("auth");
+                codara::testing::annotate(codara::testing::Field::User, "operator");
                 drop(span);
             });
             context.finish_http("GET", Some("/management/v1/overview"), 200, true);
         }
         wall += started.elapsed();
-        while codara::telemetry::metrics::trace_queue_depth() > 0 {
+        while codara::testing::metrics::trace_queue_depth() > 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    codara::telemetry::stop(Duration::from_secs(10));
+    codara::testing::stop(Duration::from_secs(10));
     let cpu = cpu_time() - cpu0;
-    let (_, bytes1) = codara::telemetry::metrics::bytes_written();
-    let dropped = codara::telemetry::metrics::traces_dropped_total() - dropped0;
+    let (_, bytes1) = codara::testing::metrics::bytes_written();
+    let dropped = codara::testing::metrics::traces_dropped_total() - dropped0;
     assert_eq!(dropped, 0, "the in-process measurement dropped traces");
     let _ = std::fs::remove_dir_all(&dir);
     (wall / n, cpu / n, (bytes1 - bytes0) as f64 / f64::from(n))
@@ -209,6 +212,29 @@ fn bytes_per_request(binary: &Path) -> (f64, f64) {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     ((log1 - log0) / n as f64, (trace1 - trace0) / n as f64)
+}
+
+/// VmRSS after 10 000 authenticated management GETs on one keep-alive connection, in KiB.
+fn rss_after_requests(binary: &Path, n: usize) -> u64 {
+    let dir = temp_dir("rss10k");
+    let (server, _) = start(binary, &dir);
+    let token = login(server.addr);
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let request = format!(
+        "GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    for _ in 0..n {
+        writer.write_all(request.as_bytes()).expect("write");
+        assert_eq!(read_one(&mut reader), Some(200));
+    }
+    // Let the trace writer drain what it was handed.
+    std::thread::sleep(Duration::from_secs(1));
+    let kib = rss_kib(server.child.id());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    kib
 }
 
 fn start(binary: &Path, dir: &Path) -> (Running, Duration) {
@@ -449,14 +475,66 @@ fn main() {
             "64 MiB",
             "<= 6 MiB"
         );
+        let build = if label.starts_with("release") {
+            "glibc"
+        } else {
+            "static musl"
+        };
+        if build == "glibc" {
+            row(
+                "start-up, existing data dir",
+                format!("{:.1} ms", ms(f.warm)),
+                "394 ms",
+                "<= 20 ms",
+                "spawn -> 'listening' on stdout, median of 15, release build",
+            );
+            row(
+                "start-up, fresh data dir",
+                format!("{:.1} ms", ms(f.cold)),
+                "-",
+                "-",
+                "the same in an empty dir (creates db, key, secret), median of 15",
+            );
+        }
+        row(
+            &format!("idle RSS, {build}"),
+            format!("{:.1} MiB", f.idle_kib as f64 / 1024.0),
+            "64 MiB",
+            "<= 6 MiB",
+            "VmRSS 2 s after start",
+        );
         println!(
             "  ratios vs python: start-up {:.0}x faster, idle RSS {:.0}x smaller",
             394.0 / ms(f.warm),
             64.0 * 1024.0 / f.idle_kib.max(1) as f64
         );
     }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (arch, file) in [
+        ("x86_64", "dist/codara-x86_64-linux-musl"),
+        ("aarch64", "dist/codara-aarch64-linux-musl"),
+    ] {
+        let value = std::fs::metadata(root.join(file))
+            .map(|m| format!("{:.2} MB", m.len() as f64 / 1e6))
+            .unwrap_or_else(|_| "not built".to_string());
+        row(
+            &format!("binary size, static {arch}"),
+            value,
+            "51 MB + Python",
+            "<= 8 MB",
+            &format!("{file} (make static / make static-arm64), stripped"),
+        );
+    }
     // The load runs on the release build, which `make bench` has just rebuilt.
     let binary = binaries[0].1.clone();
+    let rss_10k = rss_after_requests(&binary, 10_000);
+    row(
+        "RSS after 10k management GETs",
+        format!("{:.1} MiB", rss_10k as f64 / 1024.0),
+        "-",
+        "-",
+        "VmRSS after 10 000 keep-alive GET /management/v1/overview, release build",
+    );
     let dir = temp_dir("load");
     let (server, _) = start(&binary, &dir);
     let token = login(server.addr);
@@ -536,6 +614,25 @@ fn main() {
                 w.p50_ms,
                 w.p99_ms
             );
+            if label.starts_with("TCP_NODELAY") {
+                let (python, target) = match connections {
+                    1 => ("279 req/s, p50 3.2 ms", "p50 <= 0.3 ms"),
+                    _ => ("316 req/s, p99 137 ms", ">= 10000 req/s, p99 <= 10 ms"),
+                };
+                row(
+                    &format!("management GET, {connections} connection(s)"),
+                    format!(
+                        "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                        w.rps, w.p50_ms, w.p99_ms
+                    ),
+                    python,
+                    target,
+                    &format!(
+                        "wrk --latency -t{} -c{connections} -d5s, bearer GET /management/v1/overview, loopback, wrk on the same 2 cores",
+                        connections.min(2)
+                    ),
+                );
+            }
         }
     }
     println!("  targets: >= 10000 req/s and p99 <= 10 ms at c=32; p50 <= 0.3 ms at c=1");
@@ -557,6 +654,16 @@ fn main() {
     println!(
         "{:<46} {:>11.0} B / {:.0} B",
         "    of which log line / trace line", log_bytes, trace_bytes
+    );
+    row(
+        "log + trace bytes per management GET",
+        format!(
+            "{:.0} B ({log_bytes:.0} + {trace_bytes:.0})",
+            log_bytes + trace_bytes
+        ),
+        "-",
+        "<= 512 B",
+        "growth of the /metrics byte counters over 2000 keep-alive GETs",
     );
     let (wall, cpu, bytes) = tracing_cost();
     println!(

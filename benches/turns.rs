@@ -28,11 +28,12 @@
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // Prints figures; spawns the binary.
 
+mod common;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
+use common::row;
 
-use codara::process;
-use codara::providers::{codex, RunSpec};
+use codara::testing::{codex, run_command, Limits, RunSpec};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::mock_model::{clis_bin, MockModel, CODEX_MODEL};
@@ -60,7 +61,7 @@ fn direct_turn(mock: &MockModel, dir: &std::path::Path, n: usize) -> Duration {
         home,
         extra_args: mock.codex_args(),
         extra_env: mock.codex_env(),
-        sandbox: codara::config::Sandbox::WorkspaceWrite,
+        sandbox: codara::testing::Sandbox::WorkspaceWrite,
         path_env: std::env::var("PATH").unwrap_or_default(),
         images: Vec::new(),
         confined: false,
@@ -68,8 +69,7 @@ fn direct_turn(mock: &MockModel, dir: &std::path::Path, n: usize) -> Duration {
     };
     let command = codex::command(&spec);
     let started = Instant::now();
-    let outcome =
-        process::run(&command, process::Limits::default(), &mut |_| {}).expect("codex runs");
+    let outcome = run_command(&command, Limits::default(), &mut |_| {}).expect("codex runs");
     assert_eq!(
         outcome.exit_code,
         Some(0),
@@ -514,6 +514,57 @@ fn main() {
         .map(|w| w[1].1 as i64 - w[0].1 as i64)
         .collect();
     println!("  per-turn growth (bytes): {growth:?}");
+
+    row(
+        "gateway overhead per turn, codex exec",
+        format!("{:.0} ms", ms(gateway.saturating_sub(direct))),
+        "851 ms",
+        "-",
+        "chat completion through codara - the same `codex exec` run directly, medians of 9, instant mock model",
+    );
+    for (provider, warm_time, exec_time) in &modes {
+        let target = if *provider == "opencode" {
+            "<= 300 ms"
+        } else {
+            "<= 100 ms"
+        };
+        row(
+            &format!("resumed turn above the model, {provider}"),
+            format!(
+                "warm {:.0} ms, exec {:.0} ms",
+                ms(*warm_time),
+                ms(*exec_time)
+            ),
+            "-",
+            &format!("warm {target}"),
+            "wall time of a resumed chat completion against an instant mock model, median of 9, warm and exec interleaved",
+        );
+    }
+    for (provider, first, _) in &first_delta {
+        row(
+            &format!("first streamed delta, {provider} warm"),
+            format!("{:.0} ms", ms(*first)),
+            "-",
+            "-",
+            "request sent -> first non-empty content chunk, stream=true, median of 5",
+        );
+    }
+    row(
+        "model request bytes at turn 10 (codex warm)",
+        format!("{} B, first prompt {}x", rows[9].1, rows[9].2),
+        "first prompt 64x",
+        "each message once",
+        "bytes codex sent the mock for turn 10 of a conversation whose client resends its history",
+    );
+    for (provider, warm_bytes, exec_bytes) in &turn_bytes {
+        row(
+            &format!("log + trace bytes per turn, {provider}"),
+            format!("warm {warm_bytes:.0} B, exec {exec_bytes:.0} B"),
+            "-",
+            "<= 4096 B",
+            "growth of the /metrics byte counters over 9 resumed turns",
+        );
+    }
     println!(
         "  first prompt in turn 10's request: {}x (python original: 64x by turn 10)",
         rows[9].2

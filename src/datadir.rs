@@ -141,7 +141,6 @@ pub fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
 #[derive(Debug)]
 pub struct InstanceLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl InstanceLock {
@@ -185,12 +184,7 @@ impl InstanceLock {
         }
         file.write_all(text.as_bytes())
             .map_err(|e| Error::io(&path, e))?;
-        Ok(InstanceLock { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(InstanceLock { _file: file })
     }
 }
 

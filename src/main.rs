@@ -1,5 +1,5 @@
 //! The `codara` executable: parse nothing here, hand the arguments to `cli::run`.
 
 fn main() {
-    std::process::exit(codara::cli::run(std::env::args_os().skip(1).collect()));
+    std::process::exit(codara::run(std::env::args_os().skip(1).collect()));
 }

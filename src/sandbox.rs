@@ -350,6 +350,7 @@ impl Sandbox {
         })
     }
 
+    #[cfg(test)]
     /// A sandbox that confines nothing (`mode = "off"`), for CLI commands and tests.
     pub fn off() -> Sandbox {
         Sandbox {

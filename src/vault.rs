@@ -115,11 +115,6 @@ impl Vault {
         crate::crypto::hex(&self.key_id)
     }
 
-    /// Where the key came from.
-    pub fn source(&self) -> &KeySource {
-        &self.source
-    }
-
     /// Encrypts `plaintext` under a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
         let nonce_bytes =

@@ -150,6 +150,7 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+#[cfg(test)]
 /// Every embedded asset's path under `ui-dist/` (for tests and the docs' size figures).
 pub fn asset_paths() -> Vec<&'static str> {
     fn walk(dir: &'static Dir<'static>, out: &mut Vec<&'static str>) {

@@ -56,6 +56,7 @@ impl Params {
     }
 
     /// Every binding in pattern order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.0.iter().map(|(n, v)| (*n, v.as_str()))
     }

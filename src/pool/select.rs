@@ -20,8 +20,6 @@ pub enum Status {
     },
     /// The provider refused the credential; an operator must upload a fresh one.
     NeedsReauth,
-    /// Taken out of rotation by an operator.
-    Disabled,
     /// Broken for another reason (an unreadable credential, say); never chosen.
     Error,
 }
@@ -125,7 +123,7 @@ pub enum Readiness {
     Usable,
     /// It is cooling down or its observed quota is exhausted; back at the given time if known.
     Waiting(Option<i64>),
-    /// Disabled, switched off, broken or needing re-authentication: it will not return by itself.
+    /// Broken or needing re-authentication: it will not return by itself.
     Out,
 }
 
@@ -141,7 +139,7 @@ pub fn readiness(account: &AccountSnapshot, now_ms: i64) -> Readiness {
     let cooling_until = match account.status {
         Status::Ready => None,
         Status::Cooldown { until_ms } => (until_ms > now_ms).then_some(until_ms),
-        Status::NeedsReauth | Status::Disabled | Status::Error => return Readiness::Out,
+        Status::NeedsReauth | Status::Error => return Readiness::Out,
     };
     let exhausted: Vec<&Window> = windows(account)
         .filter(|w| w.used_at(now_ms) >= 100.0)
@@ -419,7 +417,7 @@ mod tests {
                     with("a", win(0.0, None), None, |a| {
                         a.status = Status::NeedsReauth
                     }),
-                    with("b", win(0.0, None), None, |a| a.status = Status::Disabled),
+                    with("b", win(0.0, None), None, |a| a.status = Status::Error),
                     with("c", win(0.0, None), None, |a| a.status = Status::Error),
                     with("d", win(0.0, None), None, |a| a.enabled = false),
                     with("e", win(99.0, None), None, none),
@@ -590,7 +588,7 @@ mod tests {
                 "nothing comes back by itself",
                 vec![
                     with("a", None, None, |a| a.status = Status::NeedsReauth),
-                    with("b", None, None, |a| a.status = Status::Disabled),
+                    with("b", None, None, |a| a.status = Status::Error),
                     with("c", None, None, |a| a.status = Status::Error),
                 ],
                 None,

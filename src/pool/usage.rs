@@ -10,17 +10,8 @@ use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// The usage endpoint codex reads its rate limits from.
-pub const USAGE_URL: &str = "https://chatgpt.com/backend-api/wham/usage";
-/// The OAuth token endpoint codex refreshes at.
-pub const TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
-/// The codex CLI's OAuth client id (the original used a wrong one, so its refreshes failed).
-pub const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 /// The scope codex asks for on refresh.
 pub const REFRESH_SCOPE: &str = "openid profile email";
-/// The content type of [`refresh_request_body`].
-pub const REFRESH_CONTENT_TYPE: &str = "application/json";
-
 /// What one usage response says about an account.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UsageWindows {
@@ -177,18 +168,6 @@ pub fn parse_refresh_response(body: &str, now_ms: i64) -> Result<RefreshedTokens
             .filter(|&s| s > 0.0)
             .map(|s| now_ms.saturating_add((s * 1000.0) as i64)),
     })
-}
-
-/// The JSON body of a refresh request, as codex sends it to [`TOKEN_URL`]
-/// (content type [`REFRESH_CONTENT_TYPE`]).
-pub fn refresh_request_body(refresh_token: &str) -> String {
-    serde_json::json!({
-        "client_id": CODEX_CLIENT_ID,
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-        "scope": REFRESH_SCOPE,
-    })
-    .to_string()
 }
 
 /// A finite number, also when sent as a numeric string.
@@ -427,19 +406,5 @@ mod tests {
                 "{body}"
             );
         }
-    }
-
-    #[test]
-    fn refresh_body_is_what_codex_sends() {
-        let body: Value = serde_json::from_str(&refresh_request_body("rt\"1")).unwrap();
-        assert_eq!(
-            body,
-            json!({
-                "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
-                "grant_type": "refresh_token",
-                "refresh_token": "rt\"1",
-                "scope": "openid profile email"
-            })
-        );
     }
 }

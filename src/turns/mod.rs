@@ -44,14 +44,6 @@ impl Owner {
         }
     }
 
-    /// The owner of a stored id.
-    pub fn from_id(id: &str) -> Owner {
-        match id {
-            "operator" => Owner::Operator,
-            user => Owner::User(user.to_string()),
-        }
-    }
-
     /// The user's id, for a user.
     pub fn user_id(&self) -> Option<&str> {
         match self {

@@ -41,11 +41,6 @@ pub(super) struct AgentState {
 }
 
 impl Agent {
-    /// The process's key.
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-
     /// The CLI home.
     pub fn home(&self) -> &Path {
         &self.home

@@ -15,8 +15,7 @@ pub mod codex;
 pub mod peer;
 mod supervisor;
 
-pub use agent::{Agent, Busy};
-pub use supervisor::{AgentStatus, Fallbacks, Supervisor};
+pub use supervisor::Supervisor;
 
 use crate::process::CommandSpec;
 use crate::providers::{Provider, TurnEvent};

@@ -147,11 +147,6 @@ impl Snapshots {
         }
     }
 
-    /// The bare repository.
-    pub fn git_dir(&self) -> &Path {
-        &self.git_dir
-    }
-
     /// Records the full working tree (tracked and untracked files that are not ignored by the
     /// tree's own `.gitignore` files; never `.git/`) as a tree in the gateway's repository and
     /// keeps it reachable under `refs/codara/snapshots/<tree>`. The repository's index persists

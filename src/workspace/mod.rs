@@ -19,8 +19,8 @@ pub mod ops;
 pub mod projects;
 pub mod zone;
 
-pub use git::{ensure_repo, git_available, Snapshot, Snapshots, MAX_DIFF_BYTES, SNAPSHOT_REFS};
-pub use manifest::{manifest, manifest_changes, manifest_reusing, Manifest, ManifestEntry};
+pub use git::{ensure_repo, git_available, Snapshot, Snapshots};
+pub use manifest::{manifest, manifest_changes, Manifest};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,16 +36,7 @@ pub enum ChangeKind {
     Deleted,
 }
 
-impl ChangeKind {
-    /// The lowercase wire name: `added`, `modified` or `deleted`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Added => "added",
-            ChangeKind::Modified => "modified",
-            ChangeKind::Deleted => "deleted",
-        }
-    }
-}
+impl ChangeKind {}
 
 /// One changed file between two snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

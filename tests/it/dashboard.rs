@@ -300,7 +300,7 @@ fn playwright_core() -> PathBuf {
 
 /// A JWT with these claims (unsigned: the gateway only reads the claims).
 fn jwt(claims: serde_json::Value) -> String {
-    let part = |bytes: &[u8]| codara::crypto::base64_encode(bytes, codara::crypto::Base64::Url);
+    let part = |bytes: &[u8]| codara::testing::base64_encode(bytes, codara::testing::Base64::Url);
     format!(
         "{}.{}.{}",
         part(br#"{"alg":"RS256","typ":"JWT"}"#),

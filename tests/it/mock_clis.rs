@@ -908,11 +908,11 @@ fn codara_toml_blocks_load_as_codara_config() {
     let dir = TempDir::new("mock-toml");
     let path = dir.path().join("codara.toml");
     std::fs::write(&path, mock.codara_toml(&bin)).unwrap();
-    let overrides = codara::config::Overrides {
+    let overrides = codara::testing::Overrides {
         config_path: Some(path.clone()),
         ..Default::default()
     };
-    let config = codara::config::Config::load_from(&overrides, &Default::default(), dir.path())
+    let config = codara::testing::Config::load_from(&overrides, &Default::default(), dir.path())
         .unwrap_or_else(|e| panic!("{e}\n{}", mock.codara_toml(&bin)));
     let providers = &config.providers;
     assert_eq!(providers.codex.binary, "/opt/clis/bin/codex");
