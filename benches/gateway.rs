@@ -191,14 +191,9 @@ fn tracing_cost() -> (Duration, Duration, f64) {
     (wall / n, cpu / n, (bytes1 - bytes0) as f64 / f64::from(n))
 }
 
-/// Log + trace bytes per authenticated management GET: (log, trace) bytes per request.
-fn bytes_per_request(binary: &Path) -> (f64, f64) {
-    let dir = temp_dir("bytes");
-    let (server, _) = start(binary, &dir);
-    let token = login(server.addr);
-    let (log0, trace0, written0) = telemetry_counters(server.addr, 1.0);
-    let n = 2000;
-    let stream = TcpStream::connect(server.addr).expect("connect");
+/// `n` authenticated GETs of the overview, one after another on one keep-alive connection.
+fn overview_gets(addr: SocketAddr, token: &str, n: usize) {
+    let stream = TcpStream::connect(addr).expect("connect");
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
     let request = format!(
@@ -208,6 +203,16 @@ fn bytes_per_request(binary: &Path) -> (f64, f64) {
         writer.write_all(request.as_bytes()).expect("write");
         assert_eq!(read_one(&mut reader), Some(200));
     }
+}
+
+/// Log + trace bytes per authenticated management GET: (log, trace) bytes per request.
+fn bytes_per_request(binary: &Path) -> (f64, f64) {
+    let dir = temp_dir("bytes");
+    let (server, _) = start(binary, &dir);
+    let token = login(server.addr);
+    let (log0, trace0, written0) = telemetry_counters(server.addr, 1.0);
+    let n = 2000;
+    overview_gets(server.addr, &token, n);
     let (log1, trace1, _) = telemetry_counters(server.addr, written0 + n as f64);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -219,16 +224,7 @@ fn rss_after_requests(binary: &Path, n: usize) -> u64 {
     let dir = temp_dir("rss10k");
     let (server, _) = start(binary, &dir);
     let token = login(server.addr);
-    let stream = TcpStream::connect(server.addr).expect("connect");
-    let mut writer = stream.try_clone().expect("clone");
-    let mut reader = BufReader::new(stream);
-    let request = format!(
-        "GET /management/v1/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-    );
-    for _ in 0..n {
-        writer.write_all(request.as_bytes()).expect("write");
-        assert_eq!(read_one(&mut reader), Some(200));
-    }
+    overview_gets(server.addr, &token, n);
     // Let the trace writer drain what it was handed.
     std::thread::sleep(Duration::from_secs(1));
     let kib = rss_kib(server.child.id());
