@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -122,7 +122,8 @@ impl Shards {
             self.open = None;
             let path = super::files::shard_path(&self.root, hour);
             if let Some(dir) = path.parent() {
-                create_private_dirs(dir)?;
+                // Private like the data dir: traces name users and routes.
+                crate::datadir::ensure_private_dir(dir).map_err(std::io::Error::other)?;
             }
             let file = OpenOptions::new()
                 .create(true)
@@ -152,17 +153,6 @@ impl Shards {
             );
         }
     }
-}
-
-/// Directories of the shard tree are private like the data dir (traces name users and routes).
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 fn run(root: &Path, receiver: &Receiver<Event>) {
