@@ -10,6 +10,7 @@ use crate::support::mock_model::{clis_bin, directive, MockModel};
 use crate::support::{self, Server};
 use rusqlite::Connection;
 use serde_json::{json, Value};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The bot token: given through `token_env`, and never expected in any output.
@@ -782,6 +783,26 @@ fn webhook_mode_registers_checks_the_secret_answers_at_once_and_drops_redeliveri
         400
     );
     assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_updates"), 0);
+    // Without the secret, a body is never waited for: a stranger announcing 200 kB and sending
+    // none is answered 401 at once.
+    for secret in ["", "X-Telegram-Bot-Api-Secret-Token: wrong\r\n"] {
+        let mut stream = support::connect(rig.server.addr);
+        let started = Instant::now();
+        write!(
+            stream,
+            "POST /channels/telegram/main/webhook HTTP/1.1\r\nHost: x\r\n{secret}\
+             Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n"
+        )
+        .unwrap();
+        let response = support::read_one_response(&mut stream, Duration::from_secs(5))
+            .expect("an answer without the body");
+        assert_eq!(response.status, 401, "{}", response.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     let token = rig.link_token();
     let linked = rig.deliver("main", Some(SECRET), &update(10, &format!("/link {token}")));
