@@ -148,6 +148,8 @@ pub struct UserDeletedState<'a> {
     pub keys_revoked: usize,
     /// Sessions ended with it.
     pub sessions_ended: usize,
+    /// Chat-channel links (Telegram) removed with it.
+    pub channel_links_removed: usize,
 }
 
 /// An API key as the audit log records it (never the hash or the raw key).
@@ -487,6 +489,7 @@ mod tests {
             user: UserState::from(&user),
             keys_revoked: 2,
             sessions_ended: 1,
+            channel_links_removed: 0,
         })
         .unwrap();
         assert_eq!(

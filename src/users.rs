@@ -377,10 +377,12 @@ pub fn delete(
         store::users::update(tx, &user)?;
         let keys_revoked = store::api_keys::revoke_all(tx, id, now)?;
         let sessions_ended = store::sessions::delete_for_user(tx, id)?;
+        let channel_links_removed = store::telegram::delete_links_for_user(tx, id)?;
         let after = audit::state(&audit::UserDeletedState {
             user: audit::UserState::from(&user),
             keys_revoked,
             sessions_ended,
+            channel_links_removed,
         })?;
         audit::record(
             tx,

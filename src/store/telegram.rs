@@ -263,6 +263,20 @@ pub fn delete_link(conn: &Connection, id: &str) -> Result<bool> {
         .map_err(Error::sql("deleting a Telegram link"))
 }
 
+/// Removes every link of `user_id` and the link tokens issued for it that were never used (a
+/// deleted user's Telegram accounts must not stay bound to it); the number of links removed.
+pub fn delete_links_for_user(conn: &Connection, user_id: &str) -> Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM telegram_link_tokens WHERE user_id = ?1 AND consumed_at IS NULL",
+    )
+    .and_then(|mut stmt| stmt.execute([user_id]))
+    .and_then(|_| {
+        conn.prepare_cached("DELETE FROM telegram_links WHERE user_id = ?1")
+            .and_then(|mut stmt| stmt.execute([user_id]))
+    })
+    .map_err(Error::sql("deleting a user's Telegram links"))
+}
+
 /// What `user_id` works on in `chat_id` of `bot`.
 pub fn get_chat(conn: &Connection, bot: &str, chat_id: i64, user_id: &str) -> Result<Option<Chat>> {
     conn.prepare_cached(&format!(

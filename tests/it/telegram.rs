@@ -285,6 +285,37 @@ fn unlinked_users_get_instructions_and_never_a_turn() {
 }
 
 #[test]
+fn deleting_a_user_removes_its_links_and_unused_link_tokens() {
+    let rig = rig(Mode::Polling, false, "", "");
+    rig.link(ANN);
+    let unused = rig.link_token();
+    assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_links"), 1);
+    let deleted = rig.server.request(
+        "DELETE",
+        &format!("/management/v1/users/{}", rig.user),
+        &[("Authorization", &format!("Bearer {}", rig.operator))],
+        None,
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_links"), 0);
+    // The chat is a stranger's again, and the token issued before the delete links nothing.
+    assert!(rig.ask(ANN, "hello").contains("not linked"));
+    assert!(!rig
+        .ask(ANN, &format!("/link {unused}"))
+        .contains("now linked"));
+    assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_links"), 0);
+    let audit: String = rig
+        .db()
+        .query_row(
+            "SELECT after FROM audit_log WHERE action = 'user.deleted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(audit.contains("\"channel_links_removed\":1"), "{audit}");
+}
+
+#[test]
 fn link_flow_every_command_and_unlink() {
     let rig = rig(Mode::Polling, false, "", "");
     rig.fake.wait_for_calls(TOKEN, "getMe", 1, WAIT);
