@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 const HELP: &str = "\
 Usage: codara doctor [--config FILE]
@@ -166,6 +167,50 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
     telemetry_check(&config);
 
     let data_dir = &config.storage.data_dir;
+    healthy &= data_dir_check(data_dir);
+
+    healthy &= storage_check(&config, data_dir);
+
+    let running = crate::datadir::running_server(data_dir);
+    if let Some(server) = &running {
+        let on = server
+            .listening
+            .map(|addr| format!(", listening on {addr}"))
+            .unwrap_or_default();
+        report(
+            Level::Ok,
+            "server",
+            &format!("running (pid {}{on})", server.pid),
+        );
+    }
+    let (level, detail) = port_check(&config, running.as_ref());
+    healthy &= report(level, "port", &detail);
+
+    let sandbox = match crate::sandbox::Sandbox::for_config(&config) {
+        Ok(sandbox) => {
+            let level = if sandbox.enforced() {
+                Level::Ok
+            } else {
+                Level::Warn
+            };
+            report(level, "sandbox", &sandbox.describe());
+            Some(sandbox)
+        }
+        Err(error) => {
+            healthy &= report(Level::Fail, "sandbox", &error.to_string());
+            None
+        }
+    };
+
+    healthy &= telegram_check(&config);
+
+    providers_check(&config, sandbox.as_ref());
+    Ok(if healthy { 0 } else { 1 })
+}
+
+/// The data dir: present and private (a warning when others can read it), or still to be made.
+fn data_dir_check(data_dir: &Path) -> bool {
+    let mut healthy = true;
     match std::fs::metadata(data_dir) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -191,7 +236,12 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             );
         }
     }
+    healthy
+}
 
+/// The database (its schema) and the vault key checked against it.
+fn storage_check(config: &Config, data_dir: &Path) -> bool {
+    let mut healthy = true;
     let db_path = config.storage.database_path();
     if db_path.exists() {
         match crate::store::Store::open(&db_path) {
@@ -237,42 +287,16 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             &format!("{} does not exist yet", db_path.display()),
         );
     }
+    healthy
+}
 
-    let running = crate::datadir::running_server(data_dir);
-    if let Some(server) = &running {
-        let on = server
-            .listening
-            .map(|addr| format!(", listening on {addr}"))
-            .unwrap_or_default();
-        report(
-            Level::Ok,
-            "server",
-            &format!("running (pid {}{on})", server.pid),
-        );
-    }
-    let (level, detail) = port_check(&config, running.as_ref());
-    healthy &= report(level, "port", &detail);
-
-    let sandbox = match crate::sandbox::Sandbox::for_config(&config) {
-        Ok(sandbox) => {
-            let level = if sandbox.enforced() {
-                Level::Ok
-            } else {
-                Level::Warn
-            };
-            report(level, "sandbox", &sandbox.describe());
-            Some(sandbox)
-        }
-        Err(error) => {
-            healthy &= report(Level::Fail, "sandbox", &error.to_string());
-            None
-        }
-    };
-
+/// The Telegram bots, when the channel is enabled: tokens present, the mode's needs met.
+fn telegram_check(config: &Config) -> bool {
+    let mut healthy = true;
     let telegram = &config.channels.telegram;
     if telegram.enabled {
         let bots = telegram.active_bots().count();
-        healthy &= match crate::telegram::check(&config) {
+        healthy &= match crate::telegram::check(config) {
             Err(error) => report(Level::Fail, "telegram", &error.to_string()),
             Ok(()) if bots == 0 => report(Level::Warn, "telegram", "enabled, but no bot is"),
             Ok(()) if telegram.receive_mode == "webhook" && config.server.public_url.is_none() => {
@@ -292,7 +316,11 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
             ),
         };
     }
+    healthy
+}
 
+/// Each enabled CLI: found on PATH, its version, and how its warm mode would start.
+fn providers_check(config: &Config, sandbox: Option<&crate::sandbox::Sandbox>) {
     for (provider_id, provider) in config.providers.iter() {
         let name = provider_id.name();
         if !provider.is_enabled() {
@@ -323,9 +351,8 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
                         );
                     }
                 }
-                warm_check(&config, sandbox.as_ref(), provider_id, provider, &path);
+                warm_check(config, sandbox, provider_id, provider, &path);
             }
         }
     }
-    Ok(if healthy { 0 } else { 1 })
 }
