@@ -2,7 +2,7 @@
 //! the vault from the command line, on the data dir directly.
 
 use crate::audit::Actor;
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::vault::Vault;
@@ -123,143 +123,156 @@ pub fn run(mut args: pico_args::Arguments) -> Result<i32> {
         return Ok(2);
     };
     let overrides = super::config_flag(&mut args)?;
-    let value = |args: &mut pico_args::Arguments, name: &'static str| -> Result<Option<String>> {
-        args.opt_value_from_str(name)
-            .map_err(|e| Error::bad_request(format!("{name}: {e}")))
-    };
     match sub.as_str() {
-        "add" => {
-            let id = value(&mut args, "--id")?
-                .ok_or_else(|| Error::bad_param("id", "--id is required"))?;
-            let provider = value(&mut args, "--provider")?.unwrap_or_else(|| "codex".into());
-            let auth_type = value(&mut args, "--auth-type")?
-                .ok_or_else(|| Error::bad_param("auth_type", "--auth-type is required"))?;
-            let label = value(&mut args, "--label")?;
-            let file: PathBuf = value(&mut args, "--credential-file")?
-                .ok_or_else(|| {
-                    Error::bad_param("credential_file", "--credential-file is required")
-                })?
-                .into();
-            super::finish(args)?;
-            let credential = std::fs::read_to_string(&file).map_err(|e| {
-                Error::bad_param("credential_file", format!("{}: {e}", file.display()))
-            })?;
-            let input = crate::accounts::NewAccount {
-                id,
-                provider,
-                auth_type,
-                label,
-                credential,
-            };
-            crate::accounts::check_new(&input)?;
-            let config = Config::load(&overrides)?;
-            let (store, vault) = open(&config)?;
-            let account = crate::accounts::add(&store, &vault, input, &Actor::Cli, None)?;
-            outln!(
-                "Added account {} ({}), {}{}",
-                account.id,
-                account.label,
-                account.auth_type,
-                if account.cli_primary {
-                    ", CLI-primary"
-                } else {
-                    ""
-                }
-            );
-            Ok(0)
-        }
-        "list" => {
-            super::finish(args)?;
-            let config = Config::load(&overrides)?;
-            let accounts = match super::existing_store(&config)? {
-                Some(store) => store.read(|conn| crate::store::accounts::list(conn, None))?,
-                None => Vec::new(),
-            };
-            if accounts.is_empty() {
-                outln!("No accounts in the pool.");
-                return Ok(0);
-            }
-            let now = crate::clock::now_ms();
-            let rows: Vec<Vec<String>> = accounts
-                .into_iter()
-                .map(|account| {
-                    let status = crate::accounts::effective_status(&account, now);
-                    let cooldown = account
-                        .cooldown_until
-                        .filter(|until| {
-                            status == crate::store::accounts::AccountStatus::Cooldown
-                                && *until > now
-                        })
-                        .map_or_else(|| "-".to_string(), crate::clock::rfc3339);
-                    vec![
-                        account.id,
-                        account.provider,
-                        status.to_string(),
-                        percent(account.five_hour_used_percent),
-                        percent(account.weekly_used_percent),
-                        cooldown,
-                        if account.cli_primary { "yes" } else { "no" }.to_string(),
-                        account.label,
-                    ]
-                })
-                .collect();
-            super::print_table(
-                &[
-                    "ID",
-                    "PROVIDER",
-                    "STATUS",
-                    "5H USED",
-                    "WEEKLY USED",
-                    "COOLDOWN UNTIL",
-                    "PRIMARY",
-                    "LABEL",
-                ],
-                &rows,
-            );
-            Ok(0)
-        }
-        "remove" | "primary" => {
-            let id: String = args
-                .free_from_str()
-                .map_err(|_| Error::bad_param("id", "ID is required"))?;
-            super::finish(args)?;
-            let config = Config::load(&overrides)?;
-            let store = existing(&config, &format!("no account {id}"))?;
-            if sub == "remove" {
-                crate::accounts::remove(&store, &config.storage.data_dir, &id, &Actor::Cli, None)?;
-                outln!("Removed account {id}");
-            } else {
-                crate::accounts::set_primary(&store, &id, &Actor::Cli, None)?;
-                outln!("Account {id} is now CLI-primary");
-            }
-            Ok(0)
-        }
-        "refresh" => {
-            let id: Option<String> = args
-                .opt_free_from_str()
-                .map_err(|e| Error::bad_request(e.to_string()))?;
-            super::finish(args)?;
-            let config = Config::load(&overrides)?;
-            let store = existing(&config, "no accounts to refresh")?;
-            let vault = open_vault(&config, &store)?;
-            let reports =
-                crate::accounts::refresh_all(&store, &vault, &config.accounts, id.as_deref())?;
-            let mut failed = false;
-            for report in reports {
-                match report.error {
-                    None => outln!("{}: refreshed", report.id),
-                    Some(error) => {
-                        failed = true;
-                        outln!("{}: {error}", report.id)
-                    }
-                }
-            }
-            Ok(if failed { 1 } else { 0 })
-        }
+        "add" => add(args, &overrides),
+        "list" => list(args, &overrides),
+        "remove" | "primary" => remove_or_primary(args, &overrides, &sub),
+        "refresh" => refresh(args, &overrides),
         other => Err(Error::bad_request(format!(
             "unknown account command `{other}`; see `codara account --help`"
         ))),
     }
+}
+
+/// `account add`: reads the credential file, checks the input before anything is opened.
+fn add(mut args: pico_args::Arguments, overrides: &Overrides) -> Result<i32> {
+    let id =
+        opt_value(&mut args, "--id")?.ok_or_else(|| Error::bad_param("id", "--id is required"))?;
+    let provider = opt_value(&mut args, "--provider")?.unwrap_or_else(|| "codex".into());
+    let auth_type = opt_value(&mut args, "--auth-type")?
+        .ok_or_else(|| Error::bad_param("auth_type", "--auth-type is required"))?;
+    let label = opt_value(&mut args, "--label")?;
+    let file: PathBuf = opt_value(&mut args, "--credential-file")?
+        .ok_or_else(|| Error::bad_param("credential_file", "--credential-file is required"))?
+        .into();
+    super::finish(args)?;
+    let credential = std::fs::read_to_string(&file)
+        .map_err(|e| Error::bad_param("credential_file", format!("{}: {e}", file.display())))?;
+    let input = crate::accounts::NewAccount {
+        id,
+        provider,
+        auth_type,
+        label,
+        credential,
+    };
+    crate::accounts::check_new(&input)?;
+    let config = Config::load(overrides)?;
+    let (store, vault) = open(&config)?;
+    let account = crate::accounts::add(&store, &vault, input, &Actor::Cli, None)?;
+    outln!(
+        "Added account {} ({}), {}{}",
+        account.id,
+        account.label,
+        account.auth_type,
+        if account.cli_primary {
+            ", CLI-primary"
+        } else {
+            ""
+        }
+    );
+    Ok(0)
+}
+
+/// `account list`: the pool as a table (no database: nothing to list).
+fn list(args: pico_args::Arguments, overrides: &Overrides) -> Result<i32> {
+    super::finish(args)?;
+    let config = Config::load(overrides)?;
+    let accounts = match super::existing_store(&config)? {
+        Some(store) => store.read(|conn| crate::store::accounts::list(conn, None))?,
+        None => Vec::new(),
+    };
+    if accounts.is_empty() {
+        outln!("No accounts in the pool.");
+        return Ok(0);
+    }
+    let now = crate::clock::now_ms();
+    let rows: Vec<Vec<String>> = accounts
+        .into_iter()
+        .map(|account| {
+            let status = crate::accounts::effective_status(&account, now);
+            let cooldown = account
+                .cooldown_until
+                .filter(|until| {
+                    status == crate::store::accounts::AccountStatus::Cooldown && *until > now
+                })
+                .map_or_else(|| "-".to_string(), crate::clock::rfc3339);
+            vec![
+                account.id,
+                account.provider,
+                status.to_string(),
+                percent(account.five_hour_used_percent),
+                percent(account.weekly_used_percent),
+                cooldown,
+                if account.cli_primary { "yes" } else { "no" }.to_string(),
+                account.label,
+            ]
+        })
+        .collect();
+    super::print_table(
+        &[
+            "ID",
+            "PROVIDER",
+            "STATUS",
+            "5H USED",
+            "WEEKLY USED",
+            "COOLDOWN UNTIL",
+            "PRIMARY",
+            "LABEL",
+        ],
+        &rows,
+    );
+    Ok(0)
+}
+
+/// `account remove ID` and `account primary ID`.
+fn remove_or_primary(
+    mut args: pico_args::Arguments,
+    overrides: &Overrides,
+    sub: &str,
+) -> Result<i32> {
+    let id: String = args
+        .free_from_str()
+        .map_err(|_| Error::bad_param("id", "ID is required"))?;
+    super::finish(args)?;
+    let config = Config::load(overrides)?;
+    let store = existing(&config, &format!("no account {id}"))?;
+    if sub == "remove" {
+        crate::accounts::remove(&store, &config.storage.data_dir, &id, &Actor::Cli, None)?;
+        outln!("Removed account {id}");
+    } else {
+        crate::accounts::set_primary(&store, &id, &Actor::Cli, None)?;
+        outln!("Account {id} is now CLI-primary");
+    }
+    Ok(0)
+}
+
+/// `account refresh [ID]`: exit 1 when any account failed.
+fn refresh(mut args: pico_args::Arguments, overrides: &Overrides) -> Result<i32> {
+    let id: Option<String> = args
+        .opt_free_from_str()
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    super::finish(args)?;
+    let config = Config::load(overrides)?;
+    let store = existing(&config, "no accounts to refresh")?;
+    let vault = open_vault(&config, &store)?;
+    let reports = crate::accounts::refresh_all(&store, &vault, &config.accounts, id.as_deref())?;
+    let mut failed = false;
+    for report in reports {
+        match report.error {
+            None => outln!("{}: refreshed", report.id),
+            Some(error) => {
+                failed = true;
+                outln!("{}: {error}", report.id)
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The value of option `name`, if given.
+fn opt_value(args: &mut pico_args::Arguments, name: &'static str) -> Result<Option<String>> {
+    args.opt_value_from_str(name)
+        .map_err(|e| Error::bad_request(format!("{name}: {e}")))
 }
 
 /// Dispatches `codara vault ...`.
