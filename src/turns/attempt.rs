@@ -259,16 +259,7 @@ fn warm(
     sink: &mut dyn Sink,
 ) -> std::result::Result<Outcome, String> {
     let provider = request.provider;
-    let zone = app
-        .config
-        .workspace
-        .root
-        .join(request.owner.id())
-        .canonicalize()
-        .map_err(|e| format!("the owner's tree is unreadable: {e}"))?;
-    if !request.workspace.starts_with(&zone) {
-        return Err("the workspace lies outside the owner's tree".into());
-    }
+    let zone = owner_tree(app, request)?;
     let key = crate::warm::Key {
         owner: request.owner.id().to_string(),
         provider,
@@ -343,35 +334,17 @@ fn warm(
         },
     );
     result.process.duration = started.elapsed();
-    let ending_name = match &ending {
-        crate::warm::Ending::Ended => "ended",
-        crate::warm::Ending::Stalled => "stalled",
-        crate::warm::Ending::TimedOut => "timed_out",
-        crate::warm::Ending::LostSession(_) => "lost_session",
-        crate::warm::Ending::Died(_) => "died",
-        crate::warm::Ending::Refused(_) => "refused",
-    };
+    let failed = ending != crate::warm::Ending::Ended;
+    let ending_name = record_ending(&mut result, ending);
     let run = telemetry::current_span().record(
         "cli_run",
         started,
         Instant::now(),
-        !matches!(ending, crate::warm::Ending::Ended),
+        failed,
         vec![("ending", Attr::from(ending_name))],
     );
     if let Some(first) = first_output {
         run.record("first_output", started, first, false, Vec::new());
-    }
-    match ending {
-        crate::warm::Ending::Ended => result.process.exit_code = Some(0),
-        crate::warm::Ending::Stalled => result.process.stalled = true,
-        crate::warm::Ending::TimedOut => result.process.timed_out = true,
-        crate::warm::Ending::LostSession(message) => {
-            result.lost_session = true;
-            result.last_error = Some(message);
-        }
-        crate::warm::Ending::Died(message) | crate::warm::Ending::Refused(message) => {
-            result.last_error = Some(message)
-        }
     }
     for action in &mut result.actions {
         if let Action::FileChange { path, .. } = action {
@@ -402,6 +375,55 @@ fn warm(
         result.failed()
     );
     Ok(result)
+}
+
+/// The owner's whole tree, which a warm process is confined to: a workspace outside it (an
+/// operator's `workspace_root`) runs exec instead.
+fn owner_tree(app: &App, request: &TurnRequest) -> std::result::Result<PathBuf, String> {
+    let zone = app
+        .config
+        .workspace
+        .root
+        .join(request.owner.id())
+        .canonicalize()
+        .map_err(|e| format!("the owner's tree is unreadable: {e}"))?;
+    if !request.workspace.starts_with(&zone) {
+        return Err("the workspace lies outside the owner's tree".into());
+    }
+    Ok(zone)
+}
+
+/// Writes how a warm turn ended into its outcome the way an exec run's exit would read;
+/// returns the ending's name for the trace.
+fn record_ending(result: &mut Outcome, ending: crate::warm::Ending) -> &'static str {
+    use crate::warm::Ending;
+    match ending {
+        Ending::Ended => {
+            result.process.exit_code = Some(0);
+            "ended"
+        }
+        Ending::Stalled => {
+            result.process.stalled = true;
+            "stalled"
+        }
+        Ending::TimedOut => {
+            result.process.timed_out = true;
+            "timed_out"
+        }
+        Ending::LostSession(message) => {
+            result.lost_session = true;
+            result.last_error = Some(message);
+            "lost_session"
+        }
+        Ending::Died(message) => {
+            result.last_error = Some(message);
+            "died"
+        }
+        Ending::Refused(message) => {
+            result.last_error = Some(message);
+            "refused"
+        }
+    }
 }
 
 /// Prepares a warm process of `provider`: the home with the credential, a temp dir kept for its
