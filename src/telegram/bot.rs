@@ -558,8 +558,20 @@ fn parse(update: &StoredUpdate) -> Option<commands::Incoming> {
         .and_then(|value| commands::parse_update(&value))
 }
 
-/// `/link <token>`: the answer to send.
+/// `/link <token>`: the answer to send. Failed attempts are counted per Telegram account with
+/// the login throttle (5 per 5 minutes), so tokens cannot be guessed from a chat faster than
+/// operator secrets from an address.
 fn link(bot: &Bot, message: &Message, token: &str, request_id: &str) -> String {
+    let attempts = format!("telegram:{}:{}", bot.name, message.from_id);
+    let now = crate::clock::now_ms();
+    if let Err(Error::TooManyRequests {
+        retry_after_secs, ..
+    }) = bot.app.login_throttle.check(&attempts, now)
+    {
+        return format!(
+            "Too many link attempts from this Telegram account; try again in {retry_after_secs} s."
+        );
+    }
     let linked = links::link(
         &bot.app.store,
         &bot.name,
@@ -568,6 +580,9 @@ fn link(bot: &Bot, message: &Message, token: &str, request_id: &str) -> String {
         message.from_username.as_deref(),
         Some(request_id),
     );
+    if let Ok(Linking::Refused(Refused::Invalid | Refused::Expired)) = &linked {
+        bot.app.login_throttle.record_failure(&attempts, now);
+    }
     match linked {
         Ok(Linking::Linked(user)) => format!(
             "✅ This Telegram account is now linked to Codara as {} ({}).\n\nSend a message to \

@@ -316,6 +316,25 @@ fn deleting_a_user_removes_its_links_and_unused_link_tokens() {
 }
 
 #[test]
+fn link_attempts_are_throttled_per_telegram_account() {
+    let rig = rig(Mode::Polling, false, "", "");
+    let token = rig.link_token();
+    for n in 0..5 {
+        let answer = rig.ask(ANN, &format!("/link guess{n:020}"));
+        assert!(answer.contains("not valid"), "{answer}");
+    }
+    // The sixth attempt is refused before the token is even looked at, valid or not.
+    let answer = rig.ask(ANN, &format!("/link {token}"));
+    assert!(answer.contains("Too many link attempts"), "{answer}");
+    assert_eq!(rig.count("SELECT COUNT(*) FROM telegram_links"), 0);
+    // Another Telegram account is not held back, and the token still works there.
+    let other = 4202;
+    assert!(rig
+        .ask(other, &format!("/link {token}"))
+        .contains("now linked"));
+}
+
+#[test]
 fn link_flow_every_command_and_unlink() {
     let rig = rig(Mode::Polling, false, "", "");
     rig.fake.wait_for_calls(TOKEN, "getMe", 1, WAIT);
