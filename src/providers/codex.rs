@@ -175,50 +175,23 @@ fn completed_item(item: &Value) -> Vec<TurnEvent> {
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let paths = changes
-                .iter()
-                .filter_map(|c| Some((c.get("path")?.as_str()?, c.get("kind"))));
-            match status {
-                "completed" => paths
-                    .map(|(path, kind)| {
-                        TurnEvent::Action(Action::FileChange {
-                            path: path.to_string(),
-                            kind: kind.and_then(Value::as_str).unwrap_or("write").to_string(),
-                        })
-                    })
-                    .collect(),
-                "failed" => {
-                    let names: Vec<&str> = paths.map(|(path, _)| path).collect();
-                    vec![TurnEvent::Warning(format!(
-                        "codex could not apply a patch to {}",
-                        names.join(", ")
-                    ))]
-                }
-                _ => Vec::new(),
-            }
+            let paths = changes.iter().filter_map(|c| {
+                let kind = c.get("kind").and_then(Value::as_str);
+                Some((c.get("path")?.as_str()?, kind.unwrap_or("write")))
+            });
+            file_change_events(status, paths)
         }
         "command_execution" if matches!(status, "completed" | "failed" | "declined") => {
-            let exit_code = item
-                .get("exit_code")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok());
-            vec![TurnEvent::Action(Action::Command {
-                command: text("command").unwrap_or_default().to_string(),
-                exit_code,
-                ok: status == "completed" && exit_code.is_none_or(|c| c == 0),
-            })]
+            vec![command_event(
+                status,
+                text("command"),
+                item.get("exit_code"),
+            )]
         }
-        "mcp_tool_call" => {
-            let name = match (text("server"), text("tool")) {
-                (Some(server), Some(tool)) => format!("{server}.{tool}"),
-                (None, Some(tool)) => tool.to_string(),
-                _ => "mcp_tool_call".to_string(),
-            };
-            vec![TurnEvent::Action(Action::Tool {
-                name,
-                ok: status == "completed",
-            })]
-        }
+        "mcp_tool_call" => vec![TurnEvent::Action(Action::Tool {
+            name: mcp_tool_name(text("server"), text("tool")),
+            ok: status == "completed",
+        })],
         "collab_tool_call" => vec![TurnEvent::Action(Action::Tool {
             name: text("tool").unwrap_or("collab_tool_call").to_string(),
             ok: status == "completed",
@@ -233,6 +206,53 @@ fn completed_item(item: &Value) -> Vec<TurnEvent> {
                 .to_string(),
         )],
         _ => Vec::new(),
+    }
+}
+
+/// A finished patch's events: each changed file, or one warning naming them when the patch
+/// failed. Shared by `codex exec --json` and the app-server, which name the fields apart.
+pub fn file_change_events<'a>(
+    status: &str,
+    paths: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<TurnEvent> {
+    match status {
+        "completed" => paths
+            .map(|(path, kind)| {
+                TurnEvent::Action(Action::FileChange {
+                    path: path.to_string(),
+                    kind: kind.to_string(),
+                })
+            })
+            .collect(),
+        "failed" => {
+            let names: Vec<&str> = paths.map(|(path, _)| path).collect();
+            vec![TurnEvent::Warning(format!(
+                "codex could not apply a patch to {}",
+                names.join(", ")
+            ))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A finished shell command: ok only when it completed with exit code 0 (or none reported).
+pub fn command_event(status: &str, command: Option<&str>, exit_code: Option<&Value>) -> TurnEvent {
+    let exit_code = exit_code
+        .and_then(Value::as_i64)
+        .and_then(|c| i32::try_from(c).ok());
+    TurnEvent::Action(Action::Command {
+        command: command.unwrap_or_default().to_string(),
+        exit_code,
+        ok: status == "completed" && exit_code.is_none_or(|c| c == 0),
+    })
+}
+
+/// The name an MCP tool call is reported under: `server.tool` when both are known.
+pub fn mcp_tool_name(server: Option<&str>, tool: Option<&str>) -> String {
+    match (server, tool) {
+        (Some(server), Some(tool)) => format!("{server}.{tool}"),
+        (None, Some(tool)) => tool.to_string(),
+        _ => "mcp_tool_call".to_string(),
     }
 }
 

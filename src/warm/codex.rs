@@ -18,7 +18,7 @@
 
 use super::peer::{Incoming, Peer, RpcError};
 use super::{Open, Opened, Step, TurnInput};
-use crate::providers::{Action, TurnEvent, Usage};
+use crate::providers::{codex, Action, TurnEvent, Usage};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -275,44 +275,19 @@ impl Turn {
                     let kind = c.pointer("/kind/type").and_then(Value::as_str);
                     Some((c.get("path")?.as_str()?, kind.unwrap_or("write")))
                 });
-                match status {
-                    "completed" => paths
-                        .map(|(path, kind)| {
-                            TurnEvent::Action(Action::FileChange {
-                                path: path.to_string(),
-                                kind: kind.to_string(),
-                            })
-                        })
-                        .collect(),
-                    "failed" => {
-                        let names: Vec<&str> = paths.map(|(path, _)| path).collect();
-                        vec![TurnEvent::Warning(format!(
-                            "codex could not apply a patch to {}",
-                            names.join(", ")
-                        ))]
-                    }
-                    _ => Vec::new(),
-                }
+                codex::file_change_events(status, paths)
             }
             "commandExecution" if matches!(status, "completed" | "failed" | "declined") => {
-                let exit_code = item
-                    .get("exitCode")
-                    .and_then(Value::as_i64)
-                    .and_then(|c| i32::try_from(c).ok());
-                vec![TurnEvent::Action(Action::Command {
-                    command: text("command").unwrap_or_default().to_string(),
-                    exit_code,
-                    ok: status == "completed" && exit_code.is_none_or(|c| c == 0),
-                })]
+                vec![codex::command_event(
+                    status,
+                    text("command"),
+                    item.get("exitCode"),
+                )]
             }
-            "mcpToolCall" => {
-                let name = match (text("server"), text("tool")) {
-                    (Some(server), Some(tool)) => format!("{server}.{tool}"),
-                    (None, Some(tool)) => tool.to_string(),
-                    _ => "mcp_tool_call".to_string(),
-                };
-                tool(name, status == "completed")
-            }
+            "mcpToolCall" => tool(
+                codex::mcp_tool_name(text("server"), text("tool")),
+                status == "completed",
+            ),
             "dynamicToolCall" | "collabAgentToolCall" => tool(
                 text("tool").unwrap_or("tool_call").to_string(),
                 status == "completed",
