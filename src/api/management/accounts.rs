@@ -122,38 +122,34 @@ pub fn delete(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
 
 /// `POST /management/v1/accounts/{id}/primary`.
 pub fn primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = request.param("id")?;
-    let account = accounts::set_primary(
-        &app.store,
-        id,
-        &principal.actor(),
-        Some(&request.request_id),
-    )?;
-    Ok(Response::envelope(
-        &request.request_id,
-        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
-    ))
+    change(app, request, principal, accounts::set_primary)
 }
 
 /// `DELETE /management/v1/accounts/{id}/primary`: the account is no longer CLI-primary.
 pub fn clear_primary(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
-    let id = request.param("id")?;
-    let account = accounts::clear_primary(
-        &app.store,
-        id,
-        &principal.actor(),
-        Some(&request.request_id),
-    )?;
-    Ok(Response::envelope(
-        &request.request_id,
-        wire::json(&AccountView::new(&account, crate::clock::now_ms()))?,
-    ))
+    change(app, request, principal, accounts::clear_primary)
 }
 
 /// `POST /management/v1/accounts/{id}/recover`.
 pub fn recover(app: &Arc<App>, request: &Request, principal: &Principal) -> Result<Response> {
+    change(app, request, principal, accounts::recover)
+}
+
+/// One of the domain's state changes of an account (`accounts::set_primary`, `clear_primary`,
+/// `recover`) on the path's account; the answer is the account as it now is.
+fn change(
+    app: &Arc<App>,
+    request: &Request,
+    principal: &Principal,
+    op: fn(
+        &crate::store::Store,
+        &str,
+        &crate::audit::Actor,
+        Option<&str>,
+    ) -> Result<crate::store::accounts::Account>,
+) -> Result<Response> {
     let id = request.param("id")?;
-    let account = accounts::recover(
+    let account = op(
         &app.store,
         id,
         &principal.actor(),
