@@ -67,7 +67,7 @@ pub fn authenticate(app: &App, request: &Request, access: Access) -> Result<Prin
     if access == Access::Channel {
         // A channel's own secret, checked here, before the body is read: a stranger cannot
         // make the gateway take in a body for a webhook it has no secret for. Telegram's
-        // webhook is today's only channel route; its handler checks again.
+        // webhook is today's only channel route.
         let bot = request.param("bot")?;
         crate::telegram::authorize_webhook(
             &app.config,
