@@ -255,6 +255,7 @@ fn intake(app: &Arc<App>, pools: &Pools, raw: tiny_http::Request) {
         endpoint,
         principal,
     }));
+    // Only a wait: a worker may be finishing its last answer. `try_submit` decides, atomically.
     pool.has_room_within(ROOM_GRACE);
     if let Err(Job::Prepared(prepared)) = pool.try_submit(job) {
         log::warn!("{} pool is full; answering 503", pool.name());
