@@ -303,11 +303,7 @@ fn warm(
         .iter()
         .map(|p| request.workspace.join(p))
         .collect();
-    let sandbox = if app.sandbox.enforced() {
-        crate::config::Sandbox::FullAccess
-    } else {
-        config.sandbox
-    };
+    let sandbox = cli_sandbox(app.sandbox.enforced(), config.sandbox);
     let started = Instant::now();
     let mut first_output = None;
     let ending = agent.turn(
@@ -375,6 +371,16 @@ fn warm(
         result.failed()
     );
     Ok(result)
+}
+
+/// The CLI's own sandbox for a run: off (`FullAccess`) when Landlock confines it, since codex's
+/// bubblewrap cannot nest inside Landlock and the Landlock allow-list is the stricter one.
+fn cli_sandbox(confined: bool, configured: crate::config::Sandbox) -> crate::config::Sandbox {
+    if confined {
+        crate::config::Sandbox::FullAccess
+    } else {
+        configured
+    }
 }
 
 /// The owner's whole tree, which a warm process is confined to: a workspace outside it (an
@@ -458,11 +464,7 @@ fn launch(
             home: home.to_path_buf(),
             extra_args: config.extra_args.clone(),
             extra_env,
-            sandbox: if confine.is_some() {
-                crate::config::Sandbox::FullAccess
-            } else {
-                config.sandbox
-            },
+            sandbox: cli_sandbox(confine.is_some(), config.sandbox),
             path_env: app.config.host.path.clone(),
             images: Vec::new(),
             confined: confine.is_some(),
@@ -664,11 +666,7 @@ fn command_for(
         home: home.to_path_buf(),
         extra_args: config.extra_args.clone(),
         extra_env,
-        sandbox: if confine.is_some() {
-            crate::config::Sandbox::FullAccess
-        } else {
-            config.sandbox
-        },
+        sandbox: cli_sandbox(confine.is_some(), config.sandbox),
         path_env: app.config.host.path.clone(),
         images: attempt.images.clone(),
         confined: confine.is_some(),
