@@ -9,7 +9,7 @@ use crate::api::turn_input::{self, Prepared, TurnInput};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::request::Admission;
-use crate::http::{Body, Request, Response};
+use crate::http::{Request, Response};
 use crate::turns::prompt::Message;
 use crate::turns::{self, OutputFormat, TurnOutcome};
 use serde::Deserialize;
@@ -239,15 +239,7 @@ pub fn chat_completions(
         }))
         .map_err(|e| Error::io("thread spawn", e))?;
     stream.attach(producer);
-    Ok(Response {
-        status: 200,
-        headers: vec![
-            ("Content-Type".into(), "text/event-stream".into()),
-            ("Cache-Control".into(), "no-cache".into()),
-            ("X-Accel-Buffering".into(), "no".into()),
-        ],
-        body: Body::Stream(Box::new(stream)),
-    })
+    Ok(Response::sse(stream))
 }
 
 /// Silence longer than this gets a `: keep-alive` comment on streams.

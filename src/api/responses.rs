@@ -14,7 +14,7 @@ use crate::api::turn_input::{self, Prepared, TurnInput};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::sse::SseSender;
-use crate::http::{Body, Request, Response};
+use crate::http::{Request, Response};
 use crate::store;
 use crate::store::responses::ResponseRecord;
 use crate::turns::prompt::Message;
@@ -143,15 +143,7 @@ pub fn create(app: &Arc<App>, request: &Request, principal: &Principal) -> Resul
         })
         .map_err(|e| Error::io("thread spawn", e))?;
     stream.attach(producer);
-    Ok(Response {
-        status: 200,
-        headers: vec![
-            ("Content-Type".into(), "text/event-stream".into()),
-            ("Cache-Control".into(), "no-cache".into()),
-            ("X-Accel-Buffering".into(), "no".into()),
-        ],
-        body: Body::Stream(Box::new(stream)),
-    })
+    Ok(Response::sse(stream))
 }
 
 /// `GET /v1/responses/{id}`: the caller's own stored response (404 for an unknown id, another

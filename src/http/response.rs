@@ -61,6 +61,20 @@ impl Response {
         }
     }
 
+    /// A 200 event stream: not cached, and not buffered by a proxy (`X-Accel-Buffering`), so
+    /// each frame reaches the client as it is written.
+    pub fn sse(stream: crate::http::sse::SseBody) -> Response {
+        Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "text/event-stream".into()),
+                ("Cache-Control".into(), "no-cache".into()),
+                ("X-Accel-Buffering".into(), "no".into()),
+            ],
+            body: Body::Stream(Box::new(stream)),
+        }
+    }
+
     /// A temporary redirect.
     pub fn redirect(location: &str) -> Response {
         Response {
